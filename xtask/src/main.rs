@@ -1,0 +1,116 @@
+//! `cargo xtask`: the project's automation, in Rust so that a fresh machine with only
+//! a Rust toolchain can run it. Depends on no workspace crate.
+//!
+//! - `test`  — everything CI checks (fmt, clippy, tests, per-crate tests of the reusable
+//!   crates, docs, cargo-deny, fuzz targets build, tidy).
+//! - `build` — the release binary.
+//! - `bench` — runs the benchmarks and rewrites docs/BENCHMARKS.md.
+//! - `fuzz <target> [seconds]` — runs one fuzz target (needs cargo-fuzz; nightly features
+//!   are enabled with RUSTC_BOOTSTRAP=1).
+//! - `tidy`  — repository hygiene checks (file length, crate roots documented).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod tidy;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("build") => build(),
+        Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
+        Some("tidy") => tidy::check(&root()),
+        _ => {
+            eprintln!("usage: cargo xtask <test|build|bench [--quick]|fuzz <target> [seconds]|tidy>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result {
+    eprintln!("xtask: == {what}");
+    let status = cmd.status().map_err(|e| format!("{what}: cannot run: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
+}
+
+/// Crates designed for reuse: tested alone so feature unification cannot hide a
+/// missing dependency.
+const REUSABLE: &[&str] = &["peer-identity", "audit"];
+
+fn test() -> Result {
+    run("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]))?;
+    run("tidy", cargo().args(["run", "--quiet", "-p", "xtask", "--", "tidy"]))?;
+    run(
+        "cargo clippy",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+    )?;
+    run("cargo test (workspace: unit, integration, doc)", cargo().args(["test", "--workspace", "--locked"]))?;
+    for krate in REUSABLE {
+        run(&format!("cargo test -p {krate} (alone)"), cargo().args(["test", "-p", krate, "--locked"]))?;
+    }
+    run(
+        "cargo doc",
+        cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    run("fuzz targets build", cargo().args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"]))?;
+    deny()?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn deny() -> Result {
+    let have = cargo().args(["deny", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !have {
+        run("install cargo-deny", cargo().args(["install", "--locked", "cargo-deny"]))?;
+    }
+    // `advisories` needs the RustSec database from the network, unreachable here.
+    run("cargo deny", cargo().args(["deny", "check", "bans", "licenses", "sources"]))
+}
+
+fn build() -> Result {
+    run("cargo build --release", cargo().args(["build", "--release", "--locked", "-p", "sozu-bin"]))
+}
+
+fn bench(args: &[String]) -> Result {
+    let out = root().join("docs/BENCHMARKS.md");
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--locked", "-p", "sozu-bench", "--"]).arg("--out").arg(&out).args(args);
+    run("benchmarks", &mut cmd)?;
+    eprintln!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
+fn fuzz(args: &[String]) -> Result {
+    let target = args.first().ok_or("usage: cargo xtask fuzz <target> [seconds]")?;
+    let seconds = args.get(1).map(String::as_str).unwrap_or("60");
+    run(
+        "cargo fuzz run",
+        cargo()
+            .current_dir(root().join("fuzz"))
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", target, "--", &format!("-max_total_time={seconds}")]),
+    )
+}
