@@ -1,0 +1,91 @@
+//! The codec over a blocking stream, with real deadlines.
+
+use std::io::{self, Read, Write};
+use std::marker::PhantomData;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+
+use crate::ChannelError;
+use crate::codec::{Decoder, Encoder, Limits};
+
+/// A typed, framed channel over a blocking Unix stream, for the CLI and for
+/// handshakes. Reads wait at most the given timeout (measured against one deadline,
+/// not per `read`); writes report every error.
+#[derive(Debug)]
+pub struct BlockingChannel<Tx, Rx> {
+    stream: UnixStream,
+    decoder: Decoder<Rx>,
+    encoder: Encoder,
+    _tx: PhantomData<fn(Tx)>,
+}
+
+impl<Tx: Message, Rx: Message + Default> BlockingChannel<Tx, Rx> {
+    /// Wraps `stream`, switching it to blocking mode.
+    pub fn new(stream: UnixStream, read: Limits, write: Limits) -> io::Result<Self> {
+        stream.set_nonblocking(false)?;
+        Ok(Self { stream, decoder: Decoder::new(read), encoder: Encoder::new(write), _tx: PhantomData })
+    }
+
+    /// Connects to the Unix socket at `path`.
+    pub fn connect(path: impl AsRef<std::path::Path>, read: Limits, write: Limits) -> io::Result<Self> {
+        Self::new(UnixStream::connect(path)?, read, write)
+    }
+
+    /// Sends `message` and waits until it is written.
+    pub fn send(&mut self, message: &Tx) -> Result<(), ChannelError> {
+        self.encoder.queue(message)?;
+        while !self.encoder.is_empty() {
+            match self.stream.write(self.encoder.pending()) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(n) => self.encoder.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the next message, at most `timeout` (`None`: forever).
+    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Rx, ChannelError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(message) = self.decoder.decode()? {
+                return Ok(message);
+            }
+            let wait = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ChannelError::TimedOut);
+                    }
+                    Some(left)
+                }
+            };
+            self.stream.set_read_timeout(wait)?;
+            let space = self.decoder.space();
+            match self.stream.read(space) {
+                Ok(0) => {
+                    self.decoder.finish()?;
+                    return Err(ChannelError::Closed);
+                }
+                Ok(n) => self.decoder.filled(n),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The underlying stream.
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// Gives the stream back.
+    pub fn into_inner(self) -> UnixStream {
+        self.stream
+    }
+}

@@ -1,0 +1,146 @@
+//! A bounded byte buffer that grows by doubling and shrinks back when drained.
+
+/// A contiguous byte buffer with a read cursor (`start`) and a write cursor (`end`).
+///
+/// It starts at `initial` bytes, grows by doubling up to `max`, and returns to
+/// `initial` once (nearly) drained. Growth never goes past `max`: callers check the
+/// size they need first.
+#[derive(Debug)]
+pub struct Buffer {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+    initial: usize,
+    max: usize,
+}
+
+impl Buffer {
+    /// An empty buffer of `initial` bytes that may grow to `max` (`initial` is clamped
+    /// to `1..=max`).
+    pub fn new(initial: usize, max: usize) -> Self {
+        let max = max.max(1);
+        let initial = initial.clamp(1, max);
+        Self { data: vec![0; initial], start: 0, end: 0, initial, max }
+    }
+
+    /// The bytes held and not yet consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// How many bytes are held.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether no byte is held.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Current allocated size.
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The ceiling on [`capacity`](Self::capacity).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Drops `n` bytes from the front (at most what is held), shrinking back to the
+    /// initial size when what remains is small.
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.capacity() > self.initial && self.len() * 4 < self.initial {
+            self.compact();
+            self.data.truncate(self.initial);
+            self.data.shrink_to(self.initial);
+        }
+    }
+
+    /// Makes room for `additional` more bytes after the held ones, growing by doubling.
+    /// Returns `false` (and changes nothing) when that would pass the maximum.
+    pub fn reserve(&mut self, additional: usize) -> bool {
+        let Some(needed) = self.len().checked_add(additional) else { return false };
+        if needed > self.max {
+            return false;
+        }
+        if self.data.len() - self.end >= additional {
+            return true;
+        }
+        self.compact();
+        if self.data.len() < needed {
+            let mut size = self.data.len().max(1);
+            while size < needed {
+                size = size.saturating_mul(2);
+            }
+            self.data.resize(size.min(self.max), 0);
+        }
+        true
+    }
+
+    /// Free space after the held bytes, growing by doubling when there is none left and
+    /// the maximum allows. Empty only when the buffer is full at its maximum.
+    pub fn space(&mut self) -> &mut [u8] {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.compact();
+            } else if self.data.len() < self.max {
+                let size = self.data.len().saturating_mul(2).min(self.max);
+                self.data.resize(size, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+
+    /// Marks `n` bytes of [`space`](Self::space) as written.
+    pub fn fill(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Buffer;
+
+    #[test]
+    fn grows_by_doubling_to_max_and_shrinks_when_drained() {
+        let mut b = Buffer::new(8, 20);
+        assert_eq!(b.capacity(), 8);
+        assert!(b.reserve(9));
+        assert_eq!(b.capacity(), 16);
+        assert!(b.reserve(20));
+        assert_eq!(b.capacity(), 20);
+        assert!(!b.reserve(21));
+        b.space()[..20].copy_from_slice(&[7; 20]);
+        b.fill(20);
+        assert!(b.space().is_empty(), "full at max");
+        b.consume(19);
+        assert_eq!(b.capacity(), 8, "shrunk back");
+        assert_eq!(b.data(), &[7]);
+    }
+
+    #[test]
+    fn space_compacts_before_growing() {
+        let mut b = Buffer::new(4, 8);
+        b.space()[..4].copy_from_slice(b"abcd");
+        b.fill(4);
+        b.start = 2; // as if consumed without shrink
+        assert_eq!(b.space().len(), 2);
+        assert_eq!(b.data(), b"cd");
+        assert_eq!(b.capacity(), 4);
+    }
+}
