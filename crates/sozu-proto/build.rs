@@ -41,7 +41,5 @@ fn main() {
     for field in SERDE_DEFAULT {
         config.field_attribute(field, "#[serde(default)]");
     }
-    config
-        .compile_protos(&[&proto], &[&proto_dir])
-        .expect("proto/command.proto compiles");
+    config.compile_protos(&[&proto], &[&proto_dir]).expect("proto/command.proto compiles");
 }

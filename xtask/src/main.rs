@@ -63,18 +63,12 @@ const REUSABLE: &[&str] = &["peer-identity", "audit"];
 fn test() -> Result {
     run("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]))?;
     run("tidy", cargo().args(["run", "--quiet", "-p", "xtask", "--", "tidy"]))?;
-    run(
-        "cargo clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
-    )?;
+    run("cargo clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     run("cargo test (workspace: unit, integration, doc)", cargo().args(["test", "--workspace", "--locked"]))?;
     for krate in REUSABLE {
         run(&format!("cargo test -p {krate} (alone)"), cargo().args(["test", "-p", krate, "--locked"]))?;
     }
-    run(
-        "cargo doc",
-        cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
-    )?;
+    run("cargo doc", cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"))?;
     run("fuzz targets build", cargo().args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"]))?;
     deny()?;
     eprintln!("xtask: all checks passed");
@@ -108,9 +102,12 @@ fn fuzz(args: &[String]) -> Result {
     let seconds = args.get(1).map(String::as_str).unwrap_or("60");
     run(
         "cargo fuzz run",
-        cargo()
-            .current_dir(root().join("fuzz"))
-            .env("RUSTC_BOOTSTRAP", "1")
-            .args(["fuzz", "run", target, "--", &format!("-max_total_time={seconds}")]),
+        cargo().current_dir(root().join("fuzz")).env("RUSTC_BOOTSTRAP", "1").args([
+            "fuzz",
+            "run",
+            target,
+            "--",
+            &format!("-max_total_time={seconds}"),
+        ]),
     )
 }

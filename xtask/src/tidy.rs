@@ -18,15 +18,14 @@ pub fn check(root: &Path) -> super::Result {
         if lines > MAX_LINES {
             problems.push(format!("{}: {lines} lines (split it by responsibility; limit {MAX_LINES})", file.display()));
         }
-        if file.ends_with("src/lib.rs") && !text.trim_start().starts_with("//!") && !text.contains("#![doc = include_str!") {
+        if file.ends_with("src/lib.rs")
+            && !text.trim_start().starts_with("//!")
+            && !text.contains("#![doc = include_str!")
+        {
             problems.push(format!("{}: crate root has no //! documentation", file.display()));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("tidy:\n  {}", problems.join("\n  ")))
-    }
+    if problems.is_empty() { Ok(()) } else { Err(format!("tidy:\n  {}", problems.join("\n  "))) }
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -88,10 +88,9 @@ impl fmt::Display for FrameError {
             }
             Self::Decode(e) => write!(f, "frame payload is not a valid message: {e}"),
             Self::Truncated { buffered } => write!(f, "stream ended inside a frame ({buffered} bytes buffered)"),
-            Self::WriteBufferFull { pending, frame, max } => write!(
-                f,
-                "write buffer full: {pending} bytes pending, a {frame}-byte frame does not fit under {max}"
-            ),
+            Self::WriteBufferFull { pending, frame, max } => {
+                write!(f, "write buffer full: {pending} bytes pending, a {frame}-byte frame does not fit under {max}")
+            }
         }
     }
 }
@@ -162,8 +161,7 @@ impl<M: Message + Default> Decoder<M> {
             return Err(FrameError::TooLarge { declared, max: self.buf.max() });
         }
         let data = self.buf.data();
-        let Some(prefix) = data.get(..PREFIX_LEN) else { return Ok(None) };
-        let declared = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+        let Some(declared) = read_prefix(data) else { return Ok(None) };
         if declared < PREFIX_LEN as u64 {
             self.buf.consume(PREFIX_LEN);
             return Err(FrameError::TooShort { declared });
@@ -197,10 +195,14 @@ impl<M: Message + Default> Decoder<M> {
     /// Length of the frame at the head of the buffer, if its prefix has arrived and is
     /// within bounds.
     fn declared_len(&self) -> Option<usize> {
-        let prefix = self.buf.data().get(..PREFIX_LEN)?;
-        let declared = u64::from_le_bytes(prefix.try_into().ok()?);
+        let declared = read_prefix(self.buf.data())?;
         (PREFIX_LEN as u64..=self.buf.max() as u64).contains(&declared).then_some(declared as usize)
     }
+}
+
+/// The length prefix at the head of `data`, once all its bytes are there.
+fn read_prefix(data: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(data.get(..PREFIX_LEN)?.try_into().ok()?))
 }
 
 /// Turns messages into framed bytes waiting to be written.
@@ -229,7 +231,8 @@ impl Encoder {
         let space = &mut self.buf.space()[..frame];
         space[..PREFIX_LEN].copy_from_slice(&(frame as u64).to_le_bytes());
         let mut body = &mut space[PREFIX_LEN..];
-        message.encode(&mut body).expect("space reserved for encoded_len bytes");
+        // cannot fail: `frame` bytes were reserved for exactly encoded_len()
+        message.encode(&mut body).map_err(|_| FrameError::TooLarge { declared: frame as u64, max })?;
         self.buf.fill(frame);
         Ok(())
     }

@@ -59,7 +59,7 @@ impl fmt::Display for SocketAddress {
         match SocketAddr::try_from(self) {
             Ok(addr) => addr.fmt(f),
             Err(_) => {
-                let ip = SocketAddress { ip: self.ip.clone(), port: 0 };
+                let ip = SocketAddress { ip: self.ip, port: 0 };
                 let addr = SocketAddr::try_from(&ip).map_err(|_| fmt::Error)?;
                 match addr.ip() {
                     IpAddr::V4(v4) => write!(f, "{v4}:{}", self.port),

@@ -13,10 +13,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn records(bytes: &[u8]) -> Vec<&[u8]> {
     assert!(bytes.ends_with(b"\n\0"), "fixture ends with a record separator");
-    bytes[..bytes.len() - 1]
-        .split(|b| *b == 0)
-        .map(|r| r.strip_suffix(b"\n").expect("record ends with \\n"))
-        .collect()
+    bytes[..bytes.len() - 1].split(|b| *b == 0).map(|r| r.strip_suffix(b"\n").expect("record ends with \\n")).collect()
 }
 
 /// Every record of the Sōzu 2.1 fixtures decodes into our types and re-encodes to the
@@ -67,7 +64,10 @@ fn missing_required_scalar_is_rejected() {
 #[test]
 fn bare_payload_variants_and_v6_json() {
     let req = WorkerRequest { id: "SAVE-3".into(), content: RequestType::LoadState("/p".into()).into() };
-    assert_eq!(serde_json::to_string(&req).unwrap(), r#"{"id":"SAVE-3","content":{"request_type":{"LOAD_STATE":"/p"}}}"#);
+    assert_eq!(
+        serde_json::to_string(&req).unwrap(),
+        r#"{"id":"SAVE-3","content":{"request_type":{"LOAD_STATE":"/p"}}}"#
+    );
     let req = WorkerRequest { id: "x".into(), content: RequestType::Logging("debug".into()).into() };
     assert_eq!(serde_json::to_string(&req).unwrap(), r#"{"id":"x","content":{"request_type":{"LOGGING":"debug"}}}"#);
     let addr: SocketAddress = "[::1]:8443".parse::<std::net::SocketAddr>().unwrap().into();

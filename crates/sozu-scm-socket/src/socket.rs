@@ -107,8 +107,7 @@ impl ScmSocket {
             // the fds went with the first bytes; the rest of the data follows plainly
             let mut rest = &data[sent..];
             while !rest.is_empty() {
-                match sendmsg::<()>(self.stream.as_raw_fd(), &[IoSlice::new(rest)], &[], MsgFlags::MSG_NOSIGNAL, None)
-                {
+                match sendmsg::<()>(self.stream.as_raw_fd(), &[IoSlice::new(rest)], &[], MsgFlags::MSG_NOSIGNAL, None) {
                     Ok(n) => rest = &rest[n..],
                     Err(nix::Error::EINTR) => {}
                     Err(e) => return Err(e.into()),

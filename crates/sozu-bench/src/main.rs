@@ -1,0 +1,69 @@
+//! `sozu-bench [--quick] [--out FILE]`: runs every benchmark and writes a Markdown
+//! report. Figures are ratios against a baseline measured in the same run on the same
+//! machine, so they compare across machines; absolute numbers are given for context.
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+mod channel;
+
+/// One measured row: what, our figure, the baseline's, and the ratio.
+#[derive(Debug)]
+pub struct Row {
+    pub name: String,
+    pub ours: String,
+    pub baseline: String,
+    pub ratio: f64,
+    pub target: String,
+}
+
+#[derive(Debug)]
+pub struct Section {
+    pub title: &'static str,
+    pub baseline: &'static str,
+    pub rows: Vec<Row>,
+}
+
+/// Rate in units per second.
+pub fn rate(units: f64, took: Duration) -> f64 {
+    units / took.as_secs_f64().max(1e-9)
+}
+
+/// The shortest of `runs` timings (the least disturbed by the rest of the machine).
+pub fn best_of(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    (0..runs.max(1)).map(|_| f()).min().expect("at least one run")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).cloned();
+
+    let sections = vec![channel::run(quick)];
+
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str("Produced by `cargo xtask bench` (release build");
+    if quick {
+        md.push_str(", `--quick`");
+    }
+    md.push_str(
+        "). Each figure is a ratio to a baseline measured in the same run; absolute \
+         numbers are for context only and vary by machine.\n\n",
+    );
+    let _ = writeln!(md, "Machine: {} cores.\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    for s in &sections {
+        let _ = writeln!(md, "## {}\n\nBaseline: {}\n", s.title, s.baseline);
+        md.push_str("| case | ours | baseline | ratio | target |\n|---|---|---|---|---|\n");
+        for r in &s.rows {
+            let _ = writeln!(md, "| {} | {} | {} | {:.2} | {} |", r.name, r.ours, r.baseline, r.ratio, r.target);
+        }
+        md.push('\n');
+    }
+    print!("{md}");
+    if let Some(path) = out {
+        std::fs::write(&path, md).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
+}
