@@ -1,0 +1,108 @@
+//! The peer's command name from `/proc`, guarded against PID reuse.
+//!
+//! A pid names a process only while it lives: once the peer exits, the pid may be
+//! given to another process, and `/proc/<pid>/comm` would then name the wrong
+//! program. So we read the process start time (field 22 of `/proc/<pid>/stat`) before
+//! and after reading `comm`, and trust `comm` only when both reads agree.
+
+use std::path::Path;
+
+/// Parses the start time (clock ticks since boot, field 22) out of the text of
+/// `/proc/<pid>/stat`.
+///
+/// The second field is the command name in parentheses, and may itself contain spaces,
+/// parentheses and newlines, so fields are counted from the *last* `)`.
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // fields after comm start with field 3 (state); start time is field 22
+    after_comm.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// Parses the text of `/proc/<pid>/comm`: the kernel appends one newline; an empty
+/// name is no name.
+pub fn parse_comm(comm: &str) -> Option<String> {
+    let name = comm.strip_suffix('\n').unwrap_or(comm);
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// The command name of process `pid`, or `None` if it is gone, unreadable, or was
+/// replaced by another process while we looked.
+pub fn peer_comm(pid: i32) -> Option<String> {
+    peer_comm_in(Path::new("/proc"), pid)
+}
+
+/// [`peer_comm`] against another procfs root (for tests and containers).
+pub fn peer_comm_in(proc_root: &Path, pid: i32) -> Option<String> {
+    if pid <= 0 {
+        return None;
+    }
+    let dir = proc_root.join(pid.to_string());
+    let read_start = || std::fs::read_to_string(dir.join("stat")).ok().as_deref().and_then(parse_start_time);
+    let before = read_start()?;
+    let comm = std::fs::read(dir.join("comm")).ok()?;
+    let after = read_start()?;
+    if before != after {
+        return None;
+    }
+    parse_comm(&String::from_utf8_lossy(&comm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_line(comm: &str, start: u64) -> String {
+        let mut fields = vec!["S".to_string()];
+        fields.extend((4..22).map(|i| i.to_string()));
+        fields.push(start.to_string());
+        fields.extend((23..=52).map(|i| i.to_string()));
+        format!("1234 ({comm}) {}\n", fields.join(" "))
+    }
+
+    #[test]
+    fn start_time_survives_odd_comm_values() {
+        for comm in ["sozu", "a b c", "x) (y", ")", "((", "new\nline", "", "tab\there", ") 1 2 3 4 5"] {
+            assert_eq!(parse_start_time(&stat_line(comm, 987_654)), Some(987_654), "comm {comm:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_stat_gives_none() {
+        assert_eq!(parse_start_time(""), None);
+        assert_eq!(parse_start_time("1234 (x) S 1 2"), None);
+        assert_eq!(parse_start_time("no parenthesis at all"), None);
+        assert_eq!(parse_start_time(&stat_line("x", 0).replace(" 0 ", " zero ")), None);
+    }
+
+    #[test]
+    fn comm_parsing() {
+        assert_eq!(parse_comm("sozu\n").as_deref(), Some("sozu"));
+        assert_eq!(parse_comm("a b (c)\n").as_deref(), Some("a b (c)"));
+        assert_eq!(parse_comm("two\nlines\n").as_deref(), Some("two\nlines"));
+        assert_eq!(parse_comm("\n"), None);
+        assert_eq!(parse_comm(""), None);
+    }
+
+    #[test]
+    fn own_process_and_missing_pid() {
+        let own = peer_comm(std::process::id() as i32).unwrap();
+        let expected = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(own, expected.trim_end());
+        assert_eq!(peer_comm(0), None);
+        assert_eq!(peer_comm(-1), None);
+        assert_eq!(peer_comm(i32::MAX), None);
+    }
+
+    #[test]
+    fn changed_start_time_means_pid_reuse() {
+        let root = std::env::temp_dir().join(format!("peer-identity-proc-{}", std::process::id()));
+        let dir = root.join("42");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stat"), stat_line("old", 100)).unwrap();
+        std::fs::write(dir.join("comm"), "old\n").unwrap();
+        assert_eq!(peer_comm_in(&root, 42).as_deref(), Some("old"));
+        std::fs::remove_file(dir.join("stat")).unwrap();
+        assert_eq!(peer_comm_in(&root, 42), None, "stat gone: process gone");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
