@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+mod audit;
 mod channel;
 
 /// One measured row: what, our figure, the baseline's, and the ratio.
@@ -41,7 +42,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).cloned();
 
-    let sections = vec![channel::run(quick)];
+    let sections = vec![channel::run(quick), audit::run(quick)];
 
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");
