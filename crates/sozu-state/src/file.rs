@@ -1,0 +1,219 @@
+//! Sōzu 2.x state files: compact JSON `WorkerRequest` records, each followed by `\n\0`,
+//! ids `SAVE-<n>`.
+//!
+//! Files we write start with one extra record, a header that Sōzu 2.x applies as a
+//! harmless `Status`: `{"id":"SAVE-HEADER records=<n>","content":{"request_type":{"STATUS":{}}}}`.
+//! Sōzu's format has no header or trailer, so a file cut exactly at a record boundary
+//! would otherwise look like a shorter valid file; with the header, every truncation
+//! is detected. Files without a header (Sōzu's own) load as before.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sozu_proto::{Request, WorkerRequest};
+
+use crate::state::ConfigState;
+
+/// Id prefix of the header record.
+const HEADER: &str = "SAVE-HEADER records=";
+
+/// Writes the header record then `requests` as state-file records. Returns the number
+/// of requests written.
+pub fn save(writer: &mut impl Write, requests: &[Request]) -> io::Result<usize> {
+    write!(
+        writer,
+        "{{\"id\":\"{HEADER}{}\",\"content\":{{\"request_type\":{{\"STATUS\":{{}}}}}}}}\n\0",
+        requests.len()
+    )?;
+    save_records(writer, requests)
+}
+
+/// Writes `requests` exactly as Sōzu 2.x does, with no header record.
+pub fn save_records(writer: &mut impl Write, requests: &[Request]) -> io::Result<usize> {
+    for (index, request) in requests.iter().enumerate() {
+        // byte for byte what serde_json writes for WorkerRequest{id, content}, without
+        // cloning the request into one
+        write!(writer, "{{\"id\":\"SAVE-{index}\",\"content\":")?;
+        serde_json::to_writer(&mut *writer, request).map_err(io::Error::other)?;
+        writer.write_all(b"}\n\0")?;
+    }
+    Ok(requests.len())
+}
+
+/// Saves `requests` to `path` atomically: a temp file in the same directory (mode
+/// 0600: state files hold TLS keys), fsync, rename over `path`, fsync of the directory.
+/// A crash at any point leaves the old file or the new one, never a torn one.
+pub fn save_atomic(path: &Path, requests: &[Request]) -> io::Result<usize> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let tmp = dir.join(format!(".{}.tmp-{}-{nanos}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut writer = BufWriter::with_capacity(1 << 20, file);
+        let count = save(&mut writer, requests)?;
+        let file = writer.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()?;
+        Ok(count)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `path` made absolute against `base` (the configuration file's directory) when it
+/// is relative, with `.` and `..` resolved lexically.
+pub fn resolve_path(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Why a state file was not loaded. Nothing was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// Index of the first bad record (0-based).
+    pub index: usize,
+    /// Byte offset of that record in the file.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "state file record {} (byte offset {}): {}", self.index, self.offset, self.reason)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A state file parsed and applied to a staged copy of the state.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The staged state with every record applied: commit it by replacing the old one.
+    pub state: ConfigState,
+    /// The records, in file order, to fan out to workers.
+    pub requests: Vec<Request>,
+}
+
+/// Reads a state file from `reader` and applies it to a copy of `state`.
+/// All-or-nothing: any unparseable or inapplicable record, a record over
+/// `max_record` bytes, a missing final `\n\0` or bytes after it, is an error naming the
+/// record, and `state` is untouched. Memory is bounded by `max_record` plus one read.
+pub fn load(state: &ConfigState, mut reader: impl Read, max_record: usize) -> Result<Loaded, LoadError> {
+    let mut staged = state.clone();
+    let mut requests = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut base: u64 = 0; // file offset of buf[0]
+    let mut scanned = 0; // bytes of buf already searched for \0
+    let mut index = 0;
+    let mut declared: Option<usize> = None;
+    loop {
+        let n = loop {
+            match reader.read(&mut chunk) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(LoadError { index, offset: base, reason: format!("read error: {e}") }),
+            }
+        };
+        if n == 0 {
+            if buf.is_empty() {
+                return match declared {
+                    Some(count) if count != requests.len() => Err(LoadError {
+                        index,
+                        offset: base,
+                        reason: format!(
+                            "the header declares {count} records but the file ends after {} (truncated file)",
+                            requests.len()
+                        ),
+                    }),
+                    _ => Ok(Loaded { state: staged, requests }),
+                };
+            }
+            let reason = if serde_json::from_slice::<WorkerRequest>(&buf).is_ok() {
+                "the last record is not terminated by \\n\\0 (truncated file?)".to_string()
+            } else {
+                format!("{} bytes of trailing data after the last record (truncated or corrupt)", buf.len())
+            };
+            return Err(LoadError { index, offset: base, reason });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(pos) = buf[scanned..].iter().position(|b| *b == 0) {
+            let end = scanned + pos;
+            let record = &buf[start..end];
+            let offset = base + start as u64;
+            if record.len() > max_record {
+                return Err(too_large(index, offset, max_record));
+            }
+            let parsed: WorkerRequest = serde_json::from_slice(record).map_err(|e| LoadError {
+                index,
+                offset,
+                reason: format!("not a valid record: {e}"),
+            })?;
+            if offset == 0
+                && let Some(count) = parsed.id.strip_prefix(HEADER)
+            {
+                let count = count.parse().map_err(|_| LoadError { index, offset, reason: "bad header".into() })?;
+                declared = Some(count);
+                index += 1;
+                start = end + 1;
+                scanned = start;
+                continue;
+            }
+            if declared.is_some_and(|count| requests.len() >= count) {
+                return Err(LoadError { index, offset, reason: "more records than the header declares".into() });
+            }
+            staged.dispatch(&parsed.content).map_err(|e| LoadError {
+                index,
+                offset,
+                reason: format!("{} cannot be applied: {e}", sozu_proto::request_name(&parsed.content)),
+            })?;
+            requests.push(parsed.content);
+            index += 1;
+            start = end + 1;
+            scanned = start;
+        }
+        buf.drain(..start);
+        base += start as u64;
+        scanned = buf.len();
+        if buf.len() > max_record {
+            return Err(too_large(index, base, max_record));
+        }
+    }
+}
+
+fn too_large(index: usize, offset: u64, max: usize) -> LoadError {
+    LoadError { index, offset, reason: format!("record is larger than the maximum of {max} bytes") }
+}
+
+/// [`load`] from the file at `path`.
+pub fn load_file(state: &ConfigState, path: &Path, max_record: usize) -> Result<Loaded, LoadError> {
+    let file = File::open(path).map_err(|e| LoadError {
+        index: 0,
+        offset: 0,
+        reason: format!("cannot open {}: {e}", path.display()),
+    })?;
+    load(state, io::BufReader::with_capacity(1 << 16, file), max_record)
+}

@@ -1,0 +1,29 @@
+//! The configuration state of the proxy: listeners, clusters, frontends, backends and
+//! certificates, keyed as Sōzu keys them.
+//!
+//! - [`ConfigState::dispatch`] applies one mutating verb or returns a precise
+//!   [`StateError`], and changes nothing on error.
+//! - [`ConfigState::generate_requests`] rebuilds the state as requests, in Sōzu's order
+//!   and with no hash-map order anywhere; [`ConfigState::diff`] gives the requests that
+//!   turn one state into another.
+//! - [`save`] / [`load`] read and write Sōzu 2.x state files (`\n\0`-separated JSON
+//!   `WorkerRequest` records): saving is atomic (temp file, fsync, rename, fsync of the
+//!   directory), loading is streaming with a bounded record size and all-or-nothing.
+//!
+//! This crate never touches a socket, and the only files it touches are the ones
+//! [`save_atomic`] and [`load_file`] are given.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cert;
+mod error;
+mod file;
+mod hash;
+mod requests;
+mod state;
+
+pub use cert::fingerprint;
+pub use error::StateError;
+pub use file::{LoadError, Loaded, load, load_file, resolve_path, save, save_atomic, save_records};
+pub use state::{Applied, ConfigState, frontend_key};

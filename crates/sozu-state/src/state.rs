@@ -1,0 +1,435 @@
+//! The state and how each verb changes it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use sozu_proto::request::RequestType;
+use sozu_proto::{
+    AddBackend, AddCertificate, CertificateAndKey, Cluster, HttpListenerConfig, HttpsListenerConfig, ListenerType,
+    PathRuleKind, Request, RequestHttpFrontend, RequestTcpFrontend, RequestUdpFrontend, SocketAddress,
+    TcpListenerConfig, UdpListenerConfig,
+};
+
+use crate::StateError;
+use crate::cert::fingerprint;
+
+/// What [`ConfigState::dispatch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The state changed (or was re-set to the same value).
+    Changed,
+    /// The verb is accepted but is not part of the saved state (queries, logging,
+    /// metrics, status, stop, runtime limits).
+    Noop,
+}
+
+/// A certificate as stored: the request's certificate and its expiry override.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredCertificate {
+    pub(crate) certificate: CertificateAndKey,
+    pub(crate) expired_at: Option<i64>,
+}
+
+/// Listeners, clusters, frontends, backends and certificates. Every map is ordered,
+/// so everything derived from the state is deterministic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigState {
+    pub(crate) http_listeners: BTreeMap<SocketAddr, HttpListenerConfig>,
+    pub(crate) https_listeners: BTreeMap<SocketAddr, HttpsListenerConfig>,
+    pub(crate) tcp_listeners: BTreeMap<SocketAddr, TcpListenerConfig>,
+    pub(crate) udp_listeners: BTreeMap<SocketAddr, UdpListenerConfig>,
+    pub(crate) clusters: BTreeMap<String, Cluster>,
+    /// key: [`frontend_key`]
+    pub(crate) http_frontends: BTreeMap<String, RequestHttpFrontend>,
+    pub(crate) https_frontends: BTreeMap<String, RequestHttpFrontend>,
+    pub(crate) tcp_frontends: BTreeMap<(String, SocketAddr), RequestTcpFrontend>,
+    pub(crate) udp_frontends: BTreeMap<(String, SocketAddr), RequestUdpFrontend>,
+    /// cluster → (backend id, address) → backend
+    pub(crate) backends: BTreeMap<String, BTreeMap<(String, SocketAddr), AddBackend>>,
+    /// (listener address, fingerprint) → certificate
+    pub(crate) certificates: BTreeMap<(SocketAddr, String), StoredCertificate>,
+}
+
+/// Sōzu's key of an HTTP(S) frontend: `<addr>;<hostname>;<P|R|=><path>[;<method>]`.
+pub fn frontend_key(f: &RequestHttpFrontend) -> String {
+    let kind = match PathRuleKind::try_from(f.path.kind) {
+        Ok(PathRuleKind::Regex) => 'R',
+        Ok(PathRuleKind::Equals) => '=',
+        _ => 'P',
+    };
+    let mut key = format!("{};{};{kind}{}", f.address, f.hostname, f.path.value);
+    if let Some(method) = &f.method {
+        key.push(';');
+        key.push_str(method);
+    }
+    key
+}
+
+fn addr(a: &SocketAddress) -> Result<SocketAddr, StateError> {
+    SocketAddr::try_from(a).map_err(|e| StateError::InvalidAddress(e.to_string()))
+}
+
+impl ConfigState {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of clusters.
+    pub fn cluster_count(&self) -> usize {
+        self.clusters.len()
+    }
+
+    /// Number of backends, all clusters together.
+    pub fn backend_count(&self) -> usize {
+        self.backends.values().map(BTreeMap::len).sum()
+    }
+
+    /// Number of listeners of every kind.
+    pub fn listener_count(&self) -> usize {
+        self.http_listeners.len() + self.https_listeners.len() + self.tcp_listeners.len() + self.udp_listeners.len()
+    }
+
+    /// A cluster's configuration.
+    pub fn cluster(&self, id: &str) -> Option<&Cluster> {
+        self.clusters.get(id)
+    }
+
+    /// Every cluster id, sorted.
+    pub fn cluster_ids(&self) -> impl Iterator<Item = &str> {
+        self.clusters.keys().map(String::as_str)
+    }
+
+    /// Whether `address` has a listener of any kind.
+    pub fn has_listener(&self, address: SocketAddr) -> bool {
+        self.http_listeners.contains_key(&address)
+            || self.https_listeners.contains_key(&address)
+            || self.tcp_listeners.contains_key(&address)
+            || self.udp_listeners.contains_key(&address)
+    }
+
+    /// Applies one verb. On error nothing changed.
+    pub fn dispatch(&mut self, request: &Request) -> Result<Applied, StateError> {
+        use RequestType as R;
+        let Some(verb) = &request.request_type else { return Err(StateError::EmptyRequest) };
+        match verb {
+            R::AddHttpListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
+                s.http_listeners.insert(a, l.clone());
+            }),
+            R::AddHttpsListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
+                s.https_listeners.insert(a, l.clone());
+            }),
+            R::AddTcpListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
+                s.tcp_listeners.insert(a, *l);
+            }),
+            R::AddUdpListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
+                s.udp_listeners.insert(a, *l);
+            }),
+            R::RemoveListener(r) => {
+                let a = addr(&r.address)?;
+                let removed = match ListenerType::try_from(r.proxy) {
+                    Ok(ListenerType::Http) => self.http_listeners.remove(&a).is_some(),
+                    Ok(ListenerType::Https) => self.https_listeners.remove(&a).is_some(),
+                    Ok(ListenerType::Tcp) => self.tcp_listeners.remove(&a).is_some(),
+                    Ok(ListenerType::Udp) => self.udp_listeners.remove(&a).is_some(),
+                    Err(_) => false,
+                };
+                if removed { Ok(Applied::Changed) } else { Err(StateError::UnknownListener(a)) }
+            }
+            R::ActivateListener(l) => self.set_active(addr(&l.address)?, l.proxy, true),
+            R::DeactivateListener(l) => self.set_active(addr(&l.address)?, l.proxy, false),
+            R::UpdateHttpListener(u) => {
+                let l = self
+                    .http_listeners
+                    .get_mut(&addr(&u.address)?)
+                    .ok_or(StateError::UnknownListener(addr(&u.address)?))?;
+                if let Some(p) = &u.public_address {
+                    l.public_address = Some(*p)
+                }
+                if let Some(v) = u.expect_proxy {
+                    l.expect_proxy = v
+                }
+                if let Some(v) = &u.sticky_name {
+                    l.sticky_name.clone_from(v)
+                }
+                if let Some(v) = u.front_timeout {
+                    l.front_timeout = v
+                }
+                if let Some(v) = u.back_timeout {
+                    l.back_timeout = v
+                }
+                if let Some(v) = u.connect_timeout {
+                    l.connect_timeout = v
+                }
+                if let Some(v) = u.request_timeout {
+                    l.request_timeout = v
+                }
+                Ok(Applied::Changed)
+            }
+            R::UpdateHttpsListener(u) => {
+                let l = self
+                    .https_listeners
+                    .get_mut(&addr(&u.address)?)
+                    .ok_or(StateError::UnknownListener(addr(&u.address)?))?;
+                if let Some(p) = &u.public_address {
+                    l.public_address = Some(*p)
+                }
+                if let Some(v) = u.expect_proxy {
+                    l.expect_proxy = v
+                }
+                if let Some(v) = &u.sticky_name {
+                    l.sticky_name.clone_from(v)
+                }
+                if let Some(v) = u.front_timeout {
+                    l.front_timeout = v
+                }
+                if let Some(v) = u.back_timeout {
+                    l.back_timeout = v
+                }
+                if let Some(v) = u.connect_timeout {
+                    l.connect_timeout = v
+                }
+                if let Some(v) = u.request_timeout {
+                    l.request_timeout = v
+                }
+                Ok(Applied::Changed)
+            }
+            R::UpdateTcpListener(u) => {
+                let l = self
+                    .tcp_listeners
+                    .get_mut(&addr(&u.address)?)
+                    .ok_or(StateError::UnknownListener(addr(&u.address)?))?;
+                if let Some(p) = &u.public_address {
+                    l.public_address = Some(*p)
+                }
+                if let Some(v) = u.expect_proxy {
+                    l.expect_proxy = v
+                }
+                if let Some(v) = u.front_timeout {
+                    l.front_timeout = v
+                }
+                if let Some(v) = u.back_timeout {
+                    l.back_timeout = v
+                }
+                if let Some(v) = u.connect_timeout {
+                    l.connect_timeout = v
+                }
+                Ok(Applied::Changed)
+            }
+            R::UpdateUdpListener(u) => {
+                let l = self
+                    .udp_listeners
+                    .get_mut(&addr(&u.address)?)
+                    .ok_or(StateError::UnknownListener(addr(&u.address)?))?;
+                if let Some(p) = &u.public_address {
+                    l.public_address = Some(*p)
+                }
+                if let Some(v) = u.front_timeout {
+                    l.front_timeout = v
+                }
+                if let Some(v) = u.back_timeout {
+                    l.back_timeout = v
+                }
+                if let Some(v) = u.max_rx_datagram_size {
+                    l.max_rx_datagram_size = v
+                }
+                if let Some(v) = u.max_flows {
+                    l.max_flows = v
+                }
+                Ok(Applied::Changed)
+            }
+            R::AddCluster(c) => {
+                if c.cluster_id.is_empty() {
+                    return Err(StateError::EmptyClusterId);
+                }
+                self.clusters.insert(c.cluster_id.clone(), c.clone());
+                Ok(Applied::Changed)
+            }
+            R::RemoveCluster(id) => self.remove_cluster(id),
+            R::AddHttpFrontend(f) => self.add_http_frontend(f, false),
+            R::AddHttpsFrontend(f) => self.add_http_frontend(f, true),
+            R::RemoveHttpFrontend(f) => Self::remove_frontend(&mut self.http_frontends, f),
+            R::RemoveHttpsFrontend(f) => Self::remove_frontend(&mut self.https_frontends, f),
+            R::AddTcpFrontend(f) => {
+                let a = addr(&f.address)?;
+                self.check_cluster(&f.cluster_id)?;
+                if self.tcp_frontends.keys().any(|(_, other)| *other == a) {
+                    return Err(StateError::FrontendExists(format!("tcp {a}")));
+                }
+                self.tcp_frontends.insert((f.cluster_id.clone(), a), f.clone());
+                Ok(Applied::Changed)
+            }
+            R::RemoveTcpFrontend(f) => {
+                let key = (f.cluster_id.clone(), addr(&f.address)?);
+                match self.tcp_frontends.remove(&key) {
+                    Some(_) => Ok(Applied::Changed),
+                    None => Err(StateError::UnknownFrontend(format!("tcp {} {}", key.0, key.1))),
+                }
+            }
+            R::AddUdpFrontend(f) => {
+                let a = addr(&f.address)?;
+                self.check_cluster(&f.cluster_id)?;
+                if self.udp_frontends.keys().any(|(_, other)| *other == a) {
+                    return Err(StateError::FrontendExists(format!("udp {a}")));
+                }
+                self.udp_frontends.insert((f.cluster_id.clone(), a), f.clone());
+                Ok(Applied::Changed)
+            }
+            R::RemoveUdpFrontend(f) => {
+                let key = (f.cluster_id.clone(), addr(&f.address)?);
+                match self.udp_frontends.remove(&key) {
+                    Some(_) => Ok(Applied::Changed),
+                    None => Err(StateError::UnknownFrontend(format!("udp {} {}", key.0, key.1))),
+                }
+            }
+            R::AddBackend(b) => {
+                let a = addr(&b.address)?;
+                self.check_cluster(&b.cluster_id)?;
+                self.backends.entry(b.cluster_id.clone()).or_default().insert((b.backend_id.clone(), a), b.clone());
+                Ok(Applied::Changed)
+            }
+            R::RemoveBackend(b) => {
+                let a = addr(&b.address)?;
+                let unknown = || StateError::UnknownBackend {
+                    cluster_id: b.cluster_id.clone(),
+                    backend_id: b.backend_id.clone(),
+                    address: a.to_string(),
+                };
+                let list = self.backends.get_mut(&b.cluster_id).ok_or_else(unknown)?;
+                list.remove(&(b.backend_id.clone(), a)).ok_or_else(unknown)?;
+                if list.is_empty() {
+                    self.backends.remove(&b.cluster_id);
+                }
+                Ok(Applied::Changed)
+            }
+            R::AddCertificate(c) => self.add_certificate(c),
+            R::RemoveCertificate(r) => {
+                let key = (addr(&r.address)?, r.fingerprint.to_ascii_lowercase());
+                match self.certificates.remove(&key) {
+                    Some(_) => Ok(Applied::Changed),
+                    None => Err(StateError::UnknownCertificate { address: key.0, fingerprint: key.1 }),
+                }
+            }
+            R::ReplaceCertificate(r) => {
+                let a = addr(&r.address)?;
+                let old = (a, r.old_fingerprint.to_ascii_lowercase());
+                let new_fp = fingerprint(&r.new_certificate.certificate)?;
+                if !self.certificates.contains_key(&old) {
+                    return Err(StateError::UnknownCertificate { address: a, fingerprint: old.1 });
+                }
+                if new_fp != old.1 && self.certificates.contains_key(&(a, new_fp.clone())) {
+                    return Err(StateError::CertificateExists { address: a, fingerprint: new_fp });
+                }
+                self.certificates.remove(&old);
+                let stored = StoredCertificate { certificate: r.new_certificate.clone(), expired_at: r.new_expired_at };
+                self.certificates.insert((a, new_fp), stored);
+                Ok(Applied::Changed)
+            }
+            R::SetHealthCheck(h) => {
+                let cluster = self
+                    .clusters
+                    .get_mut(&h.cluster_id)
+                    .ok_or_else(|| StateError::UnknownCluster(h.cluster_id.clone()))?;
+                cluster.health_check = Some(h.config.clone());
+                Ok(Applied::Changed)
+            }
+            R::RemoveHealthCheck(id) => {
+                let cluster = self.clusters.get_mut(id).ok_or_else(|| StateError::UnknownCluster(id.clone()))?;
+                cluster.health_check = None;
+                Ok(Applied::Changed)
+            }
+            R::Logging(_)
+            | R::CountRequests(_)
+            | R::Status(_)
+            | R::SoftStop(_)
+            | R::HardStop(_)
+            | R::QueryCertificatesFromWorkers(_)
+            | R::QueryClusterById(_)
+            | R::QueryClustersByDomain(_)
+            | R::QueryMetrics(_)
+            | R::QueryClustersHashes(_)
+            | R::ConfigureMetrics(_)
+            | R::SetMetricDetail(_)
+            | R::ReturnListenSockets(_)
+            | R::SetMaxConnectionsPerIp(_)
+            | R::QueryMaxConnectionsPerIp(_) => Ok(Applied::Noop),
+            other => Err(StateError::NotAStateVerb(sozu_proto::verb_name(other))),
+        }
+    }
+
+    fn add_listener(
+        &mut self,
+        a: SocketAddr,
+        insert: impl FnOnce(&mut Self, SocketAddr),
+    ) -> Result<Applied, StateError> {
+        if self.has_listener(a) {
+            return Err(StateError::ListenerExists(a));
+        }
+        insert(self, a);
+        Ok(Applied::Changed)
+    }
+
+    fn set_active(&mut self, a: SocketAddr, proxy: i32, active: bool) -> Result<Applied, StateError> {
+        let flag = match ListenerType::try_from(proxy) {
+            Ok(ListenerType::Http) => self.http_listeners.get_mut(&a).map(|l| &mut l.active),
+            Ok(ListenerType::Https) => self.https_listeners.get_mut(&a).map(|l| &mut l.active),
+            Ok(ListenerType::Tcp) => self.tcp_listeners.get_mut(&a).map(|l| &mut l.active),
+            Ok(ListenerType::Udp) => self.udp_listeners.get_mut(&a).map(|l| &mut l.active),
+            Err(_) => None,
+        };
+        *flag.ok_or(StateError::UnknownListener(a))? = active;
+        Ok(Applied::Changed)
+    }
+
+    fn check_cluster(&self, id: &str) -> Result<(), StateError> {
+        if self.clusters.contains_key(id) { Ok(()) } else { Err(StateError::UnknownCluster(id.to_string())) }
+    }
+
+    fn remove_cluster(&mut self, id: &str) -> Result<Applied, StateError> {
+        self.clusters.remove(id).ok_or_else(|| StateError::UnknownCluster(id.to_string()))?;
+        // no ghost state: the cluster's frontends and backends go with it
+        let mine = |f: &RequestHttpFrontend| f.cluster_id.as_deref() == Some(id);
+        self.http_frontends.retain(|_, f| !mine(f));
+        self.https_frontends.retain(|_, f| !mine(f));
+        self.tcp_frontends.retain(|(c, _), _| c != id);
+        self.udp_frontends.retain(|(c, _), _| c != id);
+        self.backends.remove(id);
+        Ok(Applied::Changed)
+    }
+
+    fn add_http_frontend(&mut self, f: &RequestHttpFrontend, https: bool) -> Result<Applied, StateError> {
+        addr(&f.address)?;
+        if let Some(id) = &f.cluster_id {
+            self.check_cluster(id)?;
+        }
+        let key = frontend_key(f);
+        let map = if https { &mut self.https_frontends } else { &mut self.http_frontends };
+        if map.contains_key(&key) {
+            return Err(StateError::FrontendExists(key));
+        }
+        map.insert(key, f.clone());
+        Ok(Applied::Changed)
+    }
+
+    fn remove_frontend(
+        map: &mut BTreeMap<String, RequestHttpFrontend>,
+        f: &RequestHttpFrontend,
+    ) -> Result<Applied, StateError> {
+        let key = frontend_key(f);
+        match map.remove(&key) {
+            Some(_) => Ok(Applied::Changed),
+            None => Err(StateError::UnknownFrontend(key)),
+        }
+    }
+
+    fn add_certificate(&mut self, c: &AddCertificate) -> Result<Applied, StateError> {
+        let a = addr(&c.address)?;
+        let fp = fingerprint(&c.certificate.certificate)?;
+        if self.certificates.contains_key(&(a, fp.clone())) {
+            return Err(StateError::CertificateExists { address: a, fingerprint: fp });
+        }
+        let stored = StoredCertificate { certificate: c.certificate.clone(), expired_at: c.expired_at };
+        self.certificates.insert((a, fp), stored);
+        Ok(Applied::Changed)
+    }
+}
