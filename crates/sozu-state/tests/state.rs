@@ -109,7 +109,8 @@ fn dispatch_errors_are_precise_and_change_nothing() {
         ],
     );
     let before = s.clone();
-    let cases: Vec<(Request, fn(&StateError) -> bool)> = vec![
+    type Expect = fn(&StateError) -> bool;
+    let cases: Vec<(Request, Expect)> = vec![
         (R::AddHttpListener(http_listener(8080, false)).into(), |e| matches!(e, StateError::ListenerExists(_))),
         (R::AddTcpListener(TcpListenerConfig { address: sa(8080), ..Default::default() }).into(), |e| {
             matches!(e, StateError::ListenerExists(_))
