@@ -9,6 +9,7 @@ use std::time::Duration;
 
 mod audit;
 mod channel;
+mod state;
 
 /// One measured row: what, our figure, the baseline's, and the ratio.
 #[derive(Debug)]
@@ -39,10 +40,16 @@ pub fn best_of(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--measure-rss") {
+        let what = args.get(i + 1).map_or("state", String::as_str);
+        let n = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+        state::measure_rss(what, n);
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).cloned();
 
-    let sections = vec![channel::run(quick), audit::run(quick)];
+    let sections = vec![channel::run(quick), audit::run(quick), state::run(quick)];
 
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");

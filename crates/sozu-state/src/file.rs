@@ -35,19 +35,42 @@ pub fn save(writer: &mut impl Write, requests: &[Request]) -> io::Result<usize> 
 /// Writes `requests` exactly as Sōzu 2.x does, with no header record.
 pub fn save_records(writer: &mut impl Write, requests: &[Request]) -> io::Result<usize> {
     for (index, request) in requests.iter().enumerate() {
-        // byte for byte what serde_json writes for WorkerRequest{id, content}, without
-        // cloning the request into one
-        write!(writer, "{{\"id\":\"SAVE-{index}\",\"content\":")?;
-        serde_json::to_writer(&mut *writer, request).map_err(io::Error::other)?;
-        writer.write_all(b"}\n\0")?;
+        write_record(writer, index, request)?;
     }
     Ok(requests.len())
 }
 
-/// Saves `requests` to `path` atomically: a temp file in the same directory (mode
+/// One record: byte for byte what serde_json writes for `WorkerRequest{id, content}`,
+/// without building one.
+fn write_record(writer: &mut impl Write, index: usize, request: &Request) -> io::Result<()> {
+    writer.write_all(b"{\"id\":\"SAVE-")?;
+    writer.write_all(index.to_string().as_bytes())?;
+    writer.write_all(b"\",\"content\":")?;
+    serde_json::to_writer(&mut *writer, request).map_err(io::Error::other)?;
+    writer.write_all(b"}\n\0")
+}
+
+/// Writes the whole `state` (header, then its requests in
+/// [`generate_requests`](ConfigState::generate_requests) order), generating one
+/// request at a time. Returns the number of requests written.
+pub fn save_state(writer: &mut impl Write, state: &ConfigState) -> io::Result<usize> {
+    let count = state.request_count();
+    write!(writer, "{{\"id\":\"{HEADER}{count}\",\"content\":{{\"request_type\":{{\"STATUS\":{{}}}}}}}}\n\0")?;
+    let mut index = 0;
+    let mut result = Ok(());
+    state.visit_requests(|request| {
+        if result.is_ok() {
+            result = write_record(writer, index, &request);
+            index += 1;
+        }
+    });
+    result.map(|()| count)
+}
+
+/// Saves `state` to `path` atomically: a temp file in the same directory (mode
 /// 0600: state files hold TLS keys), fsync, rename over `path`, fsync of the directory.
 /// A crash at any point leaves the old file or the new one, never a torn one.
-pub fn save_atomic(path: &Path, requests: &[Request]) -> io::Result<usize> {
+pub fn save_atomic(path: &Path, state: &ConfigState) -> io::Result<usize> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -58,7 +81,7 @@ pub fn save_atomic(path: &Path, requests: &[Request]) -> io::Result<usize> {
     let result = (|| {
         let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         let mut writer = BufWriter::with_capacity(1 << 20, file);
-        let count = save(&mut writer, requests)?;
+        let count = save_state(&mut writer, state)?;
         let file = writer.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;

@@ -80,7 +80,7 @@ impl ConfigState {
             });
         }
         for (c, list) in &self.backends {
-            for b in list.values() {
+            for (b, _) in list.iter() {
                 feed(Some(c), &|h| {
                     h.write(b"backend");
                     h.message(b)

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backends;
 mod cert;
 mod error;
 mod file;
@@ -25,5 +26,5 @@ mod state;
 
 pub use cert::fingerprint;
 pub use error::StateError;
-pub use file::{LoadError, Loaded, load, load_file, resolve_path, save, save_atomic, save_records};
+pub use file::{LoadError, Loaded, load, load_file, resolve_path, save, save_atomic, save_records, save_state};
 pub use state::{Applied, ConfigState, frontend_key};

@@ -33,11 +33,11 @@ struct Listeners<'a, L> {
 }
 
 impl<L: Clone + PartialEq> Listeners<'_, L> {
-    fn generate(&self, out: &mut Vec<Request>) {
+    fn generate(&self, visit: &mut impl FnMut(Request)) {
         for (a, l) in self.map {
-            out.push((self.add)(l.clone()).into());
+            visit((self.add)(l.clone()).into());
             if (self.active)(l) {
-                out.push(activate(*a, self.kind));
+                visit(activate(*a, self.kind));
             }
         }
     }
@@ -137,24 +137,50 @@ impl ConfigState {
     /// backend id and address). Replaying them into an empty state gives this state.
     pub fn generate_requests(&self) -> Vec<Request> {
         let mut out = Vec::with_capacity(self.listener_count() * 2 + self.cluster_count() * 4);
-        self.http().generate(&mut out);
-        self.https().generate(&mut out);
-        self.tcp().generate(&mut out);
-        self.udp().generate(&mut out);
-        out.extend(self.clusters.values().map(|c| Request::from(R::AddCluster(c.clone()))));
-        out.extend(self.http_frontends.values().map(|f| Request::from(R::AddHttpFrontend(f.clone()))));
-        out.extend(self.certificates.iter().map(|((a, _), c)| {
-            Request::from(R::AddCertificate(AddCertificate {
-                address: (*a).into(),
-                certificate: c.certificate.clone(),
-                expired_at: c.expired_at,
-            }))
-        }));
-        out.extend(self.https_frontends.values().map(|f| Request::from(R::AddHttpsFrontend(f.clone()))));
-        out.extend(self.tcp_frontends.values().map(|f| Request::from(R::AddTcpFrontend(f.clone()))));
-        out.extend(self.udp_frontends.values().map(|f| Request::from(R::AddUdpFrontend(f.clone()))));
-        out.extend(self.backends.values().flat_map(BTreeMap::values).map(|b| Request::from(R::AddBackend(b.clone()))));
+        self.visit_requests(|r| out.push(r));
         out
+    }
+
+    /// How many requests [`generate_requests`](Self::generate_requests) gives, without
+    /// generating them.
+    pub fn request_count(&self) -> usize {
+        let active = self.http_listeners.values().filter(|l| l.active).count()
+            + self.https_listeners.values().filter(|l| l.active).count()
+            + self.tcp_listeners.values().filter(|l| l.active).count()
+            + self.udp_listeners.values().filter(|l| l.active).count();
+        self.listener_count()
+            + active
+            + self.clusters.len()
+            + self.http_frontends.len()
+            + self.certificates.len()
+            + self.https_frontends.len()
+            + self.tcp_frontends.len()
+            + self.udp_frontends.len()
+            + self.backend_count()
+    }
+
+    /// [`generate_requests`](Self::generate_requests) one request at a time, without
+    /// holding them all: what saving a large state uses.
+    pub fn visit_requests(&self, mut visit: impl FnMut(Request)) {
+        self.http().generate(&mut visit);
+        self.https().generate(&mut visit);
+        self.tcp().generate(&mut visit);
+        self.udp().generate(&mut visit);
+        self.clusters.values().for_each(|c| visit(R::AddCluster(c.clone()).into()));
+        self.http_frontends.values().for_each(|f| visit(R::AddHttpFrontend(f.clone()).into()));
+        for ((a, _), c) in &self.certificates {
+            let certificate = c.certificate.clone();
+            visit(
+                R::AddCertificate(AddCertificate { address: (*a).into(), certificate, expired_at: c.expired_at })
+                    .into(),
+            );
+        }
+        self.https_frontends.values().for_each(|f| visit(R::AddHttpsFrontend(f.clone()).into()));
+        self.tcp_frontends.values().for_each(|f| visit(R::AddTcpFrontend(f.clone()).into()));
+        self.udp_frontends.values().for_each(|f| visit(R::AddUdpFrontend(f.clone()).into()));
+        for list in self.backends.values() {
+            list.iter().for_each(|(b, _)| visit(R::AddBackend(b.clone()).into()));
+        }
     }
 
     /// The requests that turn `self` into `other`: every removal first (frontends,
@@ -180,9 +206,10 @@ impl ConfigState {
             unless(other.udp_frontends.get(k) == Some(f), R::RemoveUdpFrontend(f.clone()), &mut out);
         }
         for (cluster, list) in &self.backends {
-            for ((id, a), b) in list {
-                let kept = other.backends.get(cluster).is_some_and(|l| l.contains_key(&(id.clone(), *a)));
-                let remove = RemoveBackend { cluster_id: cluster.clone(), backend_id: id.clone(), address: b.address };
+            for (b, a) in list.iter() {
+                let kept = other.backends.get(cluster).is_some_and(|l| l.get(&b.backend_id, a).is_some());
+                let remove =
+                    RemoveBackend { cluster_id: cluster.clone(), backend_id: b.backend_id.clone(), address: b.address };
                 unless(kept, R::RemoveBackend(remove), &mut out);
             }
         }
@@ -221,8 +248,8 @@ impl ConfigState {
             unless(self.udp_frontends.get(k) == Some(f), R::AddUdpFrontend(f.clone()), &mut out);
         }
         for (cluster, list) in &other.backends {
-            for (key, b) in list {
-                let same = self.backends.get(cluster).and_then(|l| l.get(key)) == Some(b);
+            for (b, a) in list.iter() {
+                let same = self.backends.get(cluster).and_then(|l| l.get(&b.backend_id, a)) == Some(b);
                 unless(same, R::AddBackend(b.clone()), &mut out);
             }
         }

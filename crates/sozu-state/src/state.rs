@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 
 use sozu_proto::request::RequestType;
 use sozu_proto::{
-    AddBackend, AddCertificate, CertificateAndKey, Cluster, HttpListenerConfig, HttpsListenerConfig, ListenerType,
-    PathRuleKind, Request, RequestHttpFrontend, RequestTcpFrontend, RequestUdpFrontend, SocketAddress,
-    TcpListenerConfig, UdpListenerConfig,
+    AddCertificate, CertificateAndKey, Cluster, HttpListenerConfig, HttpsListenerConfig, ListenerType, PathRuleKind,
+    Request, RequestHttpFrontend, RequestTcpFrontend, RequestUdpFrontend, SocketAddress, TcpListenerConfig,
+    UdpListenerConfig,
 };
 
 use crate::StateError;
+use crate::backends::Backends;
 use crate::cert::fingerprint;
 
 /// What [`ConfigState::dispatch`] did.
@@ -44,8 +45,8 @@ pub struct ConfigState {
     pub(crate) https_frontends: BTreeMap<String, RequestHttpFrontend>,
     pub(crate) tcp_frontends: BTreeMap<(String, SocketAddr), RequestTcpFrontend>,
     pub(crate) udp_frontends: BTreeMap<(String, SocketAddr), RequestUdpFrontend>,
-    /// cluster → (backend id, address) → backend
-    pub(crate) backends: BTreeMap<String, BTreeMap<(String, SocketAddr), AddBackend>>,
+    /// cluster → its backends
+    pub(crate) backends: BTreeMap<String, Backends>,
     /// (listener address, fingerprint) → certificate
     pub(crate) certificates: BTreeMap<(SocketAddr, String), StoredCertificate>,
 }
@@ -82,7 +83,7 @@ impl ConfigState {
 
     /// Number of backends, all clusters together.
     pub fn backend_count(&self) -> usize {
-        self.backends.values().map(BTreeMap::len).sum()
+        self.backends.values().map(Backends::len).sum()
     }
 
     /// Number of listeners of every kind.
@@ -285,7 +286,7 @@ impl ConfigState {
             R::AddBackend(b) => {
                 let a = addr(&b.address)?;
                 self.check_cluster(&b.cluster_id)?;
-                self.backends.entry(b.cluster_id.clone()).or_default().insert((b.backend_id.clone(), a), b.clone());
+                self.backends.entry(b.cluster_id.clone()).or_default().upsert(b.clone(), a);
                 Ok(Applied::Changed)
             }
             R::RemoveBackend(b) => {
@@ -296,7 +297,7 @@ impl ConfigState {
                     address: a.to_string(),
                 };
                 let list = self.backends.get_mut(&b.cluster_id).ok_or_else(unknown)?;
-                list.remove(&(b.backend_id.clone(), a)).ok_or_else(unknown)?;
+                list.remove(&b.backend_id, a).ok_or_else(unknown)?;
                 if list.is_empty() {
                     self.backends.remove(&b.cluster_id);
                 }
