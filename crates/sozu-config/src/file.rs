@@ -1,0 +1,81 @@
+//! The file as written: every key optional, defaults applied by `resolve`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FileConfig {
+    pub command_socket: Option<String>,
+    pub worker_count: Option<i64>,
+    pub worker_automatic_restart: Option<bool>,
+    pub worker_timeout: Option<i64>,
+    pub ctl_command_timeout: Option<i64>,
+    pub command_buffer_size: Option<i64>,
+    pub max_command_buffer_size: Option<i64>,
+    pub saved_state: Option<String>,
+    pub automatic_state_save: Option<bool>,
+    pub command_allowed_uids: Option<Vec<i64>>,
+    pub log_level: Option<String>,
+    pub log_target: Option<String>,
+    pub log_format: Option<String>,
+    pub audit_logs_target: Option<String>,
+    pub audit_logs_json_target: Option<String>,
+    pub audit_fail_closed: Option<bool>,
+    pub pid_file_path: Option<String>,
+    pub max_connections: Option<i64>,
+    pub min_buffers: Option<i64>,
+    pub max_buffers: Option<i64>,
+    pub buffer_size: Option<i64>,
+    pub front_timeout: Option<i64>,
+    pub back_timeout: Option<i64>,
+    pub connect_timeout: Option<i64>,
+    pub request_timeout: Option<i64>,
+    pub activate_listeners: Option<bool>,
+    pub listeners: Option<Vec<FileListener>>,
+    pub clusters: Option<BTreeMap<String, FileCluster>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FileListener {
+    pub protocol: Option<String>,
+    pub address: Option<String>,
+    pub public_address: Option<String>,
+    pub expect_proxy: Option<bool>,
+    pub sticky_name: Option<String>,
+    pub front_timeout: Option<i64>,
+    pub back_timeout: Option<i64>,
+    pub connect_timeout: Option<i64>,
+    pub request_timeout: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FileCluster {
+    pub protocol: Option<String>,
+    pub load_balancing: Option<String>,
+    pub sticky_session: Option<bool>,
+    pub https_redirect: Option<bool>,
+    pub answer_503: Option<String>,
+    pub frontends: Option<Vec<FileFrontend>>,
+    pub backends: Option<Vec<FileBackend>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FileFrontend {
+    pub address: Option<String>,
+    pub hostname: Option<String>,
+    pub path: Option<String>,
+    pub path_type: Option<String>,
+    pub method: Option<String>,
+    pub position: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FileBackend {
+    pub address: Option<String>,
+    pub backend_id: Option<String>,
+    pub weight: Option<i64>,
+    pub sticky_id: Option<String>,
+    pub backup: Option<bool>,
+}

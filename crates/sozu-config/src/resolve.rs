@@ -1,0 +1,461 @@
+//! Validation and defaults: from the file as written to a [`Config`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sozu_proto::request::RequestType as R;
+use sozu_proto::{
+    ActivateListener, AddBackend, Cluster, HttpListenerConfig, ListenerType, LoadBalancingAlgorithms,
+    LoadBalancingParams, PathRule, PathRuleKind, Request, RequestHttpFrontend, RequestTcpFrontend, RulePosition,
+    TcpListenerConfig,
+};
+use sozu_state::resolve_path;
+
+use crate::file::{FileCluster, FileConfig, FileListener};
+
+/// A configuration error: which key, and what is wrong or allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the key (`clusters.api.backends[0].address`), or the file.
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), message: message.into() }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Listener and cluster protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    Http,
+    /// TCP.
+    Tcp,
+}
+
+/// A listener of the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerSpec {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Bound address.
+    pub address: SocketAddr,
+    /// The request that adds it.
+    pub request: Request,
+}
+
+/// A cluster of the configuration, as requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSpec {
+    /// Id.
+    pub id: String,
+    /// AddCluster, then its frontends, then its backends.
+    pub requests: Vec<Request>,
+}
+
+/// A validated configuration, every default applied and every path absolute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from.
+    pub config_path: PathBuf,
+    /// Command socket path.
+    pub command_socket: PathBuf,
+    /// Number of workers.
+    pub worker_count: u16,
+    /// Restart crashed workers.
+    pub worker_automatic_restart: bool,
+    /// Deadline of a task sent to workers.
+    pub worker_timeout: Duration,
+    /// CLI per-answer timeout.
+    pub ctl_command_timeout: Duration,
+    /// Initial channel buffer size.
+    pub command_buffer_size: usize,
+    /// Largest channel buffer (and frame).
+    pub max_command_buffer_size: usize,
+    /// State file replayed at start and written by `automatic_state_save`.
+    pub saved_state: Option<PathBuf>,
+    /// Save the state after each committed mutation.
+    pub automatic_state_save: bool,
+    /// uids allowed to send commands (`None`: anyone who can open the socket).
+    pub command_allowed_uids: Option<Vec<u32>>,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
+    pub log_level: String,
+    /// `stdout`, `stderr` or `file:///path`.
+    pub log_target: String,
+    /// Text or JSON.
+    pub log_format: LogFormat,
+    /// Audit text file.
+    pub audit_logs_target: Option<PathBuf>,
+    /// Audit JSON (hash-chained) file.
+    pub audit_logs_json_target: Option<PathBuf>,
+    /// Refuse a mutation whose audit record cannot be written.
+    pub audit_fail_closed: bool,
+    /// Pid file.
+    pub pid_file_path: Option<PathBuf>,
+    /// Client connections per worker.
+    pub max_connections: u64,
+    /// Worker buffer pool.
+    pub min_buffers: u64,
+    /// Worker buffer pool ceiling.
+    pub max_buffers: u64,
+    /// Size of one worker buffer.
+    pub buffer_size: u64,
+    /// Emit ActivateListener for every listener.
+    pub activate_listeners: bool,
+    /// Listeners, in file order.
+    pub listeners: Vec<ListenerSpec>,
+    /// Clusters, by id.
+    pub clusters: Vec<ClusterSpec>,
+    unknown: Vec<String>,
+}
+
+const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+fn int<T: TryFrom<i64>>(key: &str, v: Option<i64>, default: T, allowed: &str) -> Result<T, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) => T::try_from(v).map_err(|_| err(key, format!("{v} is out of range; allowed: {allowed}"))),
+    }
+}
+
+fn positive(key: &str, v: Option<i64>, default: u64) -> Result<u64, ConfigError> {
+    let v: u64 = int(key, v, default, "a positive integer")?;
+    if v == 0 { Err(err(key, "must be greater than 0")) } else { Ok(v) }
+}
+
+fn addr(key: &str, v: Option<&str>) -> Result<SocketAddr, ConfigError> {
+    let v = v.ok_or_else(|| err(key, "missing; expected an address such as \"127.0.0.1:8080\""))?;
+    v.parse().map_err(|_| err(key, format!("{v:?} is not an ip:port address such as \"127.0.0.1:8080\"")))
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), format!("cannot read the configuration file: {e}")))?;
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(|e| err("", e.to_string()))?.join(path)
+        };
+        Self::parse(&text, &absolute)
+    }
+
+    /// Parses and validates `text` as the file at `path` (used to resolve relative paths).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let value: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| err(path.display().to_string(), format!("invalid TOML: {e}")))?;
+        let mut unknown = Vec::new();
+        let file: FileConfig =
+            serde_ignored::deserialize(toml::Value::Table(value), |p| unknown.push(p.to_string().replace(".?", "")))
+                .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let at = |p: &str| resolve_path(&dir, Path::new(p));
+
+        let log_level = file.log_level.unwrap_or_else(|| "info".into()).to_ascii_lowercase();
+        if !LEVELS.contains(&log_level.as_str()) {
+            return Err(err("log_level", format!("{log_level:?} is not a level; allowed: {}", LEVELS.join(", "))));
+        }
+        let log_target = file.log_target.unwrap_or_else(|| "stdout".into());
+        if !(log_target == "stdout" || log_target == "stderr" || log_target.starts_with("file://")) {
+            return Err(err(
+                "log_target",
+                format!("{log_target:?} is not supported; allowed: stdout, stderr, file:///path"),
+            ));
+        }
+        let log_format = match file.log_format.as_deref().unwrap_or("text") {
+            "text" | "ascii" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(err("log_format", format!("{other:?} is not a format; allowed: text, json"))),
+        };
+        let command_buffer_size = positive("command_buffer_size", file.command_buffer_size, 1_000_000)? as usize;
+        let max_command_buffer_size =
+            positive("max_command_buffer_size", file.max_command_buffer_size, 2_000_000)? as usize;
+        if max_command_buffer_size < command_buffer_size {
+            return Err(err("max_command_buffer_size", "must be at least command_buffer_size"));
+        }
+        let saved_state = file.saved_state.as_deref().map(at);
+        let automatic_state_save = file.automatic_state_save.unwrap_or(false);
+        if automatic_state_save && saved_state.is_none() {
+            return Err(err("automatic_state_save", "needs saved_state to be set"));
+        }
+        let command_allowed_uids = file
+            .command_allowed_uids
+            .map(|uids| {
+                uids.into_iter()
+                    .map(|u| u32::try_from(u).map_err(|_| err("command_allowed_uids", format!("{u} is not a uid"))))
+                    .collect::<Result<Vec<u32>, _>>()
+            })
+            .transpose()?;
+        let min_buffers: u64 = int("min_buffers", file.min_buffers, 1, "0 or more")?;
+        let max_buffers = positive("max_buffers", file.max_buffers, 1000)?;
+        let defaults = Timeouts {
+            front: int("front_timeout", file.front_timeout, 60, "seconds, 0 or more")?,
+            back: int("back_timeout", file.back_timeout, 30, "seconds, 0 or more")?,
+            connect: int("connect_timeout", file.connect_timeout, 3, "seconds, 0 or more")?,
+            request: int("request_timeout", file.request_timeout, 10, "seconds, 0 or more")?,
+        };
+
+        let mut listeners = Vec::new();
+        for (i, l) in file.listeners.unwrap_or_default().iter().enumerate() {
+            let spec = listener(&format!("listeners[{i}]"), l, &defaults)?;
+            if listeners.iter().any(|o: &ListenerSpec| o.address == spec.address) {
+                return Err(err(format!("listeners[{i}].address"), format!("{} is used twice", spec.address)));
+            }
+            listeners.push(spec);
+        }
+        let mut clusters = Vec::new();
+        for (id, c) in file.clusters.unwrap_or_default() {
+            clusters.push(cluster(&id, &c, &listeners)?);
+        }
+
+        Ok(Config {
+            config_path: path.to_path_buf(),
+            command_socket: at(file.command_socket.as_deref().unwrap_or("sozu.sock")),
+            worker_count: int("worker_count", file.worker_count, 2, "1 to 65535")?,
+            worker_automatic_restart: file.worker_automatic_restart.unwrap_or(true),
+            worker_timeout: Duration::from_secs(positive("worker_timeout", file.worker_timeout, 10)?),
+            ctl_command_timeout: Duration::from_millis(int(
+                "ctl_command_timeout",
+                file.ctl_command_timeout,
+                1000,
+                "milliseconds, 0 for none",
+            )?),
+            command_buffer_size,
+            max_command_buffer_size,
+            saved_state,
+            automatic_state_save,
+            command_allowed_uids,
+            log_level,
+            log_target,
+            log_format,
+            audit_logs_target: file.audit_logs_target.as_deref().map(at),
+            audit_logs_json_target: file.audit_logs_json_target.as_deref().map(at),
+            audit_fail_closed: file.audit_fail_closed.unwrap_or(false),
+            pid_file_path: file.pid_file_path.as_deref().map(at),
+            max_connections: positive("max_connections", file.max_connections, 10_000)?,
+            min_buffers: min_buffers.min(max_buffers),
+            max_buffers,
+            buffer_size: positive("buffer_size", file.buffer_size, 16_393)?,
+            activate_listeners: file.activate_listeners.unwrap_or(true),
+            listeners,
+            clusters,
+            unknown,
+        })
+        .and_then(|c| if c.worker_count == 0 { Err(err("worker_count", "must be at least 1")) } else { Ok(c) })
+    }
+
+    /// Keys present in the file that this version does not know, as dotted paths.
+    pub fn unknown_keys(&self) -> &[String] {
+        &self.unknown
+    }
+
+    /// The requests the file stands for: every listener, then each cluster (AddCluster,
+    /// its frontends, its backends, clusters by id), then ActivateListener for every
+    /// listener if `activate_listeners`.
+    pub fn requests(&self) -> Vec<Request> {
+        let mut out: Vec<Request> = self.listeners.iter().map(|l| l.request.clone()).collect();
+        out.extend(self.clusters.iter().flat_map(|c| c.requests.iter().cloned()));
+        if self.activate_listeners {
+            out.extend(self.listeners.iter().map(|l| {
+                let proxy = match l.protocol {
+                    Protocol::Http => ListenerType::Http,
+                    Protocol::Tcp => ListenerType::Tcp,
+                };
+                Request::from(R::ActivateListener(ActivateListener {
+                    address: l.address.into(),
+                    proxy: proxy as i32,
+                    from_scm: false,
+                }))
+            }));
+        }
+        out
+    }
+}
+
+struct Timeouts {
+    front: u32,
+    back: u32,
+    connect: u32,
+    request: u32,
+}
+
+fn listener(key: &str, l: &FileListener, d: &Timeouts) -> Result<ListenerSpec, ConfigError> {
+    let address = addr(&format!("{key}.address"), l.address.as_deref())?;
+    let public_address = match &l.public_address {
+        None => None,
+        Some(p) => Some(addr(&format!("{key}.public_address"), Some(p))?.into()),
+    };
+    let t = |name: &str, v: Option<i64>, default: u32| int(&format!("{key}.{name}"), v, default, "seconds, 0 or more");
+    let front_timeout = t("front_timeout", l.front_timeout, d.front)?;
+    let back_timeout = t("back_timeout", l.back_timeout, d.back)?;
+    let connect_timeout = t("connect_timeout", l.connect_timeout, d.connect)?;
+    let protocol =
+        l.protocol.as_deref().ok_or_else(|| err(format!("{key}.protocol"), "missing; allowed: http, tcp"))?;
+    let (protocol, request) = match protocol {
+        "http" => (
+            Protocol::Http,
+            R::AddHttpListener(HttpListenerConfig {
+                address: address.into(),
+                public_address,
+                expect_proxy: l.expect_proxy.unwrap_or(false),
+                sticky_name: l.sticky_name.clone().unwrap_or_else(|| "SOZUBALANCEID".into()),
+                front_timeout,
+                back_timeout,
+                connect_timeout,
+                request_timeout: t("request_timeout", l.request_timeout, d.request)?,
+                active: false,
+                ..Default::default()
+            }),
+        ),
+        "tcp" => (
+            Protocol::Tcp,
+            R::AddTcpListener(TcpListenerConfig {
+                address: address.into(),
+                public_address,
+                expect_proxy: l.expect_proxy.unwrap_or(false),
+                front_timeout,
+                back_timeout,
+                connect_timeout,
+                active: false,
+            }),
+        ),
+        "https" | "udp" => {
+            return Err(err(
+                format!("{key}.protocol"),
+                format!("{protocol} listeners are not supported yet; allowed: http, tcp"),
+            ));
+        }
+        other => {
+            return Err(err(format!("{key}.protocol"), format!("{other:?} is not a protocol; allowed: http, tcp")));
+        }
+    };
+    Ok(ListenerSpec { protocol, address, request: request.into() })
+}
+
+fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec]) -> Result<ClusterSpec, ConfigError> {
+    let key = format!("clusters.{id}");
+    if id.is_empty() || id.chars().any(|ch| ch.is_control()) {
+        return Err(err(&key, "a cluster id must be non-empty and without control characters"));
+    }
+    let lb = match c.load_balancing.as_deref().unwrap_or("ROUND_ROBIN").to_ascii_uppercase().as_str() {
+        "ROUND_ROBIN" | "ROUNDROBIN" => LoadBalancingAlgorithms::RoundRobin,
+        "RANDOM" => LoadBalancingAlgorithms::Random,
+        "LEAST_LOADED" | "LEASTLOADED" => LoadBalancingAlgorithms::LeastLoaded,
+        "POWER_OF_TWO" | "POWEROFTWO" => LoadBalancingAlgorithms::PowerOfTwo,
+        other => {
+            return Err(err(
+                format!("{key}.load_balancing"),
+                format!("{other:?} is not supported; allowed: ROUND_ROBIN, RANDOM, LEAST_LOADED, POWER_OF_TWO"),
+            ));
+        }
+    };
+    let protocol = match c.protocol.as_deref() {
+        Some("http") => Protocol::Http,
+        Some("tcp") => Protocol::Tcp,
+        Some(other) => {
+            return Err(err(format!("{key}.protocol"), format!("{other:?} is not supported; allowed: http, tcp")));
+        }
+        None => return Err(err(format!("{key}.protocol"), "missing; allowed: http, tcp")),
+    };
+    let mut requests = vec![Request::from(R::AddCluster(Cluster {
+        cluster_id: id.to_string(),
+        sticky_session: c.sticky_session.unwrap_or(false),
+        https_redirect: c.https_redirect.unwrap_or(false),
+        load_balancing: lb as i32,
+        answer_503: c.answer_503.clone(),
+        ..Default::default()
+    }))];
+    for (i, f) in c.frontends.as_deref().unwrap_or_default().iter().enumerate() {
+        let fk = format!("{key}.frontends[{i}]");
+        let address = addr(&format!("{fk}.address"), f.address.as_deref())?;
+        let listener = listeners.iter().find(|l| l.address == address);
+        if listener.is_some_and(|l| l.protocol != protocol) {
+            return Err(err(format!("{fk}.address"), format!("{address} is a listener of another protocol")));
+        }
+        let tags: BTreeMap<String, String> = f.tags.clone().unwrap_or_default();
+        match protocol {
+            Protocol::Tcp => {
+                requests.push(
+                    R::AddTcpFrontend(RequestTcpFrontend { cluster_id: id.into(), address: address.into(), tags })
+                        .into(),
+                );
+            }
+            Protocol::Http => {
+                let hostname = f
+                    .hostname
+                    .clone()
+                    .ok_or_else(|| err(format!("{fk}.hostname"), "missing; an HTTP frontend needs a hostname"))?;
+                let kind = match f.path_type.as_deref().unwrap_or("PREFIX").to_ascii_uppercase().as_str() {
+                    "PREFIX" => PathRuleKind::Prefix,
+                    "REGEX" => PathRuleKind::Regex,
+                    "EQUALS" => PathRuleKind::Equals,
+                    other => {
+                        return Err(err(
+                            format!("{fk}.path_type"),
+                            format!("{other:?}; allowed: PREFIX, REGEX, EQUALS"),
+                        ));
+                    }
+                };
+                let position = match f.position.as_deref().unwrap_or("TREE").to_ascii_uppercase().as_str() {
+                    "TREE" => RulePosition::Tree,
+                    "PRE" => RulePosition::Pre,
+                    "POST" => RulePosition::Post,
+                    other => return Err(err(format!("{fk}.position"), format!("{other:?}; allowed: TREE, PRE, POST"))),
+                };
+                requests.push(
+                    R::AddHttpFrontend(RequestHttpFrontend {
+                        cluster_id: Some(id.into()),
+                        address: address.into(),
+                        hostname,
+                        path: PathRule { kind: kind as i32, value: f.path.clone().unwrap_or_default() },
+                        method: f.method.clone(),
+                        position: position as i32,
+                        tags,
+                        ..Default::default()
+                    })
+                    .into(),
+                );
+            }
+        }
+    }
+    for (i, b) in c.backends.as_deref().unwrap_or_default().iter().enumerate() {
+        let bk = format!("{key}.backends[{i}]");
+        let address = addr(&format!("{bk}.address"), b.address.as_deref())?;
+        let weight: i32 = int(&format!("{bk}.weight"), b.weight, 100, "0 to 2147483647")?;
+        requests.push(
+            R::AddBackend(AddBackend {
+                cluster_id: id.into(),
+                backend_id: b.backend_id.clone().unwrap_or_else(|| format!("{id}-{i}")),
+                address: address.into(),
+                sticky_id: b.sticky_id.clone(),
+                load_balancing_parameters: Some(LoadBalancingParams { weight }),
+                backup: b.backup,
+            })
+            .into(),
+        );
+    }
+    Ok(ClusterSpec { id: id.to_string(), requests })
+}

@@ -1,0 +1,108 @@
+//! The configuration file: defaults, validation messages, unknown keys, requests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sozu_config::Config;
+use sozu_proto::request::RequestType as R;
+
+fn parse(text: &str) -> Result<Config, sozu_config::ConfigError> {
+    Config::parse(text, Path::new("/etc/sozu/config.toml"))
+}
+
+#[test]
+fn the_shipped_default_config_is_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/default.toml");
+    let config = Config::load(&path).unwrap();
+    assert!(config.unknown_keys().is_empty(), "{:?}", config.unknown_keys());
+    assert_eq!(config.worker_count, 2);
+    assert_eq!(config.listeners.len(), 2);
+    assert!(config.command_socket.ends_with("target/sozu-run/sozu.sock"));
+    assert!(config.command_socket.is_absolute());
+    let names: Vec<&str> = config.requests().iter().map(sozu_proto::request_name).collect();
+    assert_eq!(
+        names,
+        [
+            "AddHttpListener",
+            "AddTcpListener",
+            "AddCluster",
+            "AddHttpFrontend",
+            "AddBackend",
+            "AddCluster",
+            "AddTcpFrontend",
+            "AddBackend",
+            "ActivateListener",
+            "ActivateListener"
+        ]
+    );
+    // the requests apply cleanly to an empty state
+    let mut state = sozu_state::ConfigState::new();
+    for r in config.requests() {
+        state.dispatch(&r).unwrap();
+    }
+}
+
+#[test]
+fn defaults_and_relative_paths() {
+    let c = parse("saved_state = \"state/s\"\n").unwrap();
+    assert_eq!(c.command_socket, Path::new("/etc/sozu/sozu.sock"));
+    assert_eq!(c.saved_state.as_deref(), Some(Path::new("/etc/sozu/state/s")));
+    assert_eq!(c.worker_timeout, Duration::from_secs(10));
+    assert_eq!((c.command_buffer_size, c.max_command_buffer_size), (1_000_000, 2_000_000));
+    assert_eq!(c.log_level, "info");
+}
+
+#[test]
+fn unknown_keys_are_reported_by_name() {
+    let c =
+        parse("worker_cuont = 3\n[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:1\"\nfoo = 1\n").unwrap();
+    assert_eq!(c.unknown_keys(), ["listeners.0.foo", "worker_cuont"]);
+}
+
+#[test]
+fn invalid_values_name_the_key_and_what_is_allowed() {
+    let cases = [
+        ("log_level = \"loud\"", "log_level", "allowed: error, warn, info, debug, trace"),
+        ("worker_count = 0", "worker_count", "at least 1"),
+        ("worker_count = 70000", "worker_count", "out of range"),
+        ("automatic_state_save = true", "automatic_state_save", "saved_state"),
+        ("log_format = \"xml\"", "log_format", "allowed: text, json"),
+        ("[[listeners]]\nprotocol = \"http\"\naddress = \"nope\"", "listeners[0].address", "ip:port"),
+        (
+            "[[listeners]]\nprotocol = \"quic\"\naddress = \"127.0.0.1:1\"",
+            "listeners[0].protocol",
+            "allowed: http, tcp",
+        ),
+        ("[clusters.a]\nprotocol = \"http\"\nload_balancing = \"FASTEST\"", "clusters.a.load_balancing", "allowed"),
+        (
+            "[clusters.a]\nprotocol = \"http\"\nbackends = [{ address = \"x\" }]",
+            "clusters.a.backends[0].address",
+            "ip:port",
+        ),
+        (
+            "[clusters.a]\nprotocol = \"http\"\nfrontends = [{ address = \"127.0.0.1:1\" }]",
+            "clusters.a.frontends[0].hostname",
+            "hostname",
+        ),
+        ("command_allowed_uids = [-1]", "command_allowed_uids", "not a uid"),
+        ("worker_count = \"two\"", "config.toml", "invalid type"),
+        ("this is not toml", "config.toml", "invalid TOML"),
+    ];
+    for (text, key, message) in cases {
+        let e = parse(text).unwrap_err();
+        assert!(e.key.contains(key), "{text}: key {} (wanted {key})", e.key);
+        assert!(e.message.contains(message), "{text}: {} (wanted {message})", e.message);
+    }
+}
+
+#[test]
+fn tcp_clusters_make_tcp_frontends() {
+    let c = parse(
+        "[[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:5\"\n[clusters.db]\nprotocol = \"tcp\"\nfrontends = [{ address = \"127.0.0.1:5\" }]\nbackends = [{ address = \"127.0.0.1:6\" }]\n",
+    )
+    .unwrap();
+    let requests = c.requests();
+    assert!(matches!(requests[2].request_type, Some(R::AddTcpFrontend(_))));
+    let Some(R::AddBackend(b)) = &requests[3].request_type else { panic!() };
+    assert_eq!(b.backend_id, "db-0");
+}
