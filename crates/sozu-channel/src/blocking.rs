@@ -79,6 +79,14 @@ impl<Tx: Message, Rx: Message + Default> BlockingChannel<Tx, Rx> {
         }
     }
 
+    /// Switches to a non-blocking [`Channel`](crate::Channel) sending `Tx2` and
+    /// receiving `Rx2`, keeping every byte already buffered in either direction.
+    pub fn into_nonblocking<Tx2: Message, Rx2: Message + Default>(self) -> io::Result<crate::Channel<Tx2, Rx2>> {
+        self.stream.set_nonblocking(true)?;
+        let stream = mio::net::UnixStream::from_std(self.stream);
+        Ok(crate::Channel::from_parts(stream, self.decoder.retype(), self.encoder))
+    }
+
     /// The underlying stream.
     pub fn stream(&self) -> &UnixStream {
         &self.stream

@@ -177,6 +177,12 @@ impl<M: Message + Default> Decoder<M> {
         message.map(Some).map_err(FrameError::Decode)
     }
 
+    /// The same buffered bytes, decoded as another message type from now on (a channel
+    /// whose first message has its own type, like a worker's `ServerConfig`).
+    pub fn retype<N: Message + Default>(self) -> Decoder<N> {
+        Decoder { buf: self.buf, poisoned: self.poisoned, _message: PhantomData }
+    }
+
     /// Call at end of stream: an error if a frame was left incomplete.
     pub fn finish(&self) -> Result<(), FrameError> {
         if self.buf.is_empty() { Ok(()) } else { Err(FrameError::Truncated { buffered: self.buf.len() }) }

@@ -30,6 +30,10 @@ impl<Tx: Message, Rx: Message + Default, S: Read + Write> Channel<Tx, Rx, S> {
         Self { stream, decoder: Decoder::new(read), encoder: Encoder::new(write), readable: true, _tx: PhantomData }
     }
 
+    pub(crate) fn from_parts(stream: S, decoder: Decoder<Rx>, encoder: Encoder) -> Self {
+        Self { stream, decoder, encoder, readable: true, _tx: PhantomData }
+    }
+
     /// The stream, to register with a `Poll`.
     pub fn stream_mut(&mut self) -> &mut S {
         &mut self.stream

@@ -21,6 +21,7 @@ mod cert;
 mod error;
 mod file;
 mod hash;
+mod query;
 mod requests;
 mod state;
 

@@ -1,0 +1,425 @@
+//! Command-line interface: Sōzu 2.x's subcommands and flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sozu: the supervisor of a Sōzu-compatible reverse proxy, and its command-line client.
+///
+/// `sozu start -c CONFIG` runs the master. Every other command connects to the master's
+/// command socket (named in the same configuration file), sends one request, and prints
+/// the answer.
+#[derive(Debug, Parser)]
+#[command(name = "sozu", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (Sōzu 2.x TOML format). Default: $SOZU_CONFIG, else /etc/sozu/config.toml.
+    #[arg(short, long, global = true, env = "SOZU_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Milliseconds to wait for each answer; 0 waits forever. Default: ctl_command_timeout.
+    #[arg(short, long, global = true)]
+    pub timeout: Option<u64>,
+    /// Print the answer's content as JSON (as Sōzu prints it) instead of a table.
+    #[arg(short, long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the master: bind the command socket, start the workers, serve commands.
+    Start {
+        /// Refuse a configuration with unknown keys instead of warning.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Internal: run a worker (started by the master).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        id: u32,
+        #[arg(long)]
+        fd: i32,
+        #[arg(long)]
+        scm: i32,
+        #[arg(long = "configuration-state-fd")]
+        configuration_state_fd: i32,
+        #[arg(long = "command-buffer-size", default_value_t = 1_000_000)]
+        command_buffer_size: usize,
+        #[arg(long = "max-command-buffer-size")]
+        max_command_buffer_size: Option<usize>,
+    },
+    /// Stop the master and its workers (soft: let connections finish).
+    Shutdown {
+        /// Stop at once.
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Upgrade the master or one worker in place (not supported yet).
+    Upgrade {
+        /// Upgrade only this worker.
+        #[arg(long)]
+        worker: Option<u32>,
+    },
+    /// Status of the workers.
+    Status,
+    /// Metrics.
+    Metrics {
+        #[command(subcommand)]
+        cmd: MetricsCmd,
+    },
+    /// Change the log level of the master and workers (error, warn, info, debug, trace).
+    Logging {
+        /// Level or filter.
+        filter: String,
+    },
+    /// Save, load or count the state.
+    State {
+        #[command(subcommand)]
+        cmd: StateCmd,
+    },
+    /// Reload the configuration file (not supported yet).
+    Reload {
+        /// Another configuration file.
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+    },
+    /// Clusters.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+    /// Backends of a cluster.
+    Backend {
+        #[command(subcommand)]
+        cmd: BackendCmd,
+    },
+    /// Frontends (routes).
+    Frontend {
+        #[command(subcommand)]
+        cmd: FrontendCmd,
+    },
+    /// Listeners.
+    Listener {
+        #[command(subcommand)]
+        cmd: ListenerCmd,
+    },
+    /// Follow the master's events (until interrupted).
+    Events,
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Print shell completions.
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Manpage,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCmd {
+    /// Enable metrics collection.
+    Enable,
+    /// Disable metrics collection.
+    Disable,
+    /// Clear collected metrics.
+    Clear,
+    /// Query metrics.
+    Get {
+        /// List the available metric names.
+        #[arg(short, long)]
+        list: bool,
+        /// Only these metrics (comma-separated).
+        #[arg(short, long, value_delimiter = ',')]
+        names: Vec<String>,
+        /// Only these clusters.
+        #[arg(short = 'k', long, value_delimiter = ',')]
+        clusters: Vec<String>,
+        /// Only these backends.
+        #[arg(short, long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// No cluster metrics.
+        #[arg(long)]
+        no_clusters: bool,
+        /// Per worker, not merged.
+        #[arg(short, long)]
+        workers: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCmd {
+    /// Save the state to a file (path relative to this directory).
+    Save {
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+    /// Load a state file (all or nothing).
+    Load {
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+    /// Count of requests received, by verb.
+    Stats,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LoadBalancing {
+    RoundRobin,
+    Random,
+    LeastLoaded,
+    PowerOfTwo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// List clusters (hashes), or one cluster, or the clusters of a domain.
+    List {
+        /// Cluster id.
+        #[arg(short, long)]
+        id: Option<String>,
+        /// Domain, with an optional path: example.com/api.
+        #[arg(short, long)]
+        domain: Option<String>,
+    },
+    /// Add (or replace) a cluster.
+    Add {
+        #[arg(short, long)]
+        id: String,
+        /// Sticky sessions.
+        #[arg(short = 's', long)]
+        sticky_session: bool,
+        /// Redirect HTTP to HTTPS.
+        #[arg(short = 'r', long)]
+        https_redirect: bool,
+        /// Send a PROXY protocol header to backends.
+        #[arg(long)]
+        send_proxy: bool,
+        /// Expect a PROXY protocol header from clients.
+        #[arg(long)]
+        expect_proxy: bool,
+        #[arg(long, value_enum, default_value = "round-robin")]
+        load_balancing_policy: LoadBalancing,
+    },
+    /// Remove a cluster with its frontends and backends.
+    Remove {
+        #[arg(short, long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackendCmd {
+    /// Add (or replace) a backend.
+    Add {
+        /// Cluster id.
+        #[arg(short, long)]
+        id: String,
+        #[arg(long)]
+        backend_id: String,
+        /// Backend address, ip:port.
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+        /// Sticky id.
+        #[arg(short, long)]
+        sticky_id: Option<String>,
+        /// Backup backend.
+        #[arg(short, long)]
+        backup: Option<bool>,
+    },
+    /// Remove a backend.
+    Remove {
+        #[arg(short, long)]
+        id: String,
+        #[arg(long)]
+        backend_id: String,
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FrontendCmd {
+    /// HTTP frontends.
+    Http {
+        #[command(subcommand)]
+        cmd: HttpFrontendCmd,
+    },
+    /// TCP frontends.
+    Tcp {
+        #[command(subcommand)]
+        cmd: TcpFrontendCmd,
+    },
+    /// List frontends.
+    List {
+        #[arg(long)]
+        http: bool,
+        #[arg(long)]
+        https: bool,
+        #[arg(long)]
+        tcp: bool,
+        /// Only hostnames containing this.
+        #[arg(short, long)]
+        domain: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HttpRoute {
+    /// Listener address, ip:port.
+    #[arg(short, long)]
+    pub address: std::net::SocketAddr,
+    #[arg(long)]
+    pub hostname: String,
+    /// Path prefix.
+    #[arg(short = 'p', long = "path-prefix", conflicts_with_all = ["path_regex", "path_equals"])]
+    pub path_prefix: Option<String>,
+    /// Path regex.
+    #[arg(long)]
+    pub path_regex: Option<String>,
+    /// Exact path.
+    #[arg(long)]
+    pub path_equals: Option<String>,
+    /// HTTP method.
+    #[arg(short, long)]
+    pub method: Option<String>,
+    /// Tags, 'k=v, k2=v2'.
+    #[arg(long)]
+    pub tags: Option<String>,
+    #[command(subcommand)]
+    pub route: Route,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Route {
+    /// Send to this cluster.
+    Id {
+        /// Cluster id.
+        cluster_id: String,
+    },
+    /// Refuse the requests.
+    Deny,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HttpFrontendCmd {
+    /// Add an HTTP frontend.
+    Add(HttpRoute),
+    /// Remove an HTTP frontend.
+    Remove(HttpRoute),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TcpFrontendCmd {
+    /// Add a TCP frontend.
+    Add {
+        #[arg(short, long)]
+        id: String,
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+        #[arg(long)]
+        tags: Option<String>,
+    },
+    /// Remove a TCP frontend.
+    Remove {
+        #[arg(short, long)]
+        id: String,
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListenerCmd {
+    /// HTTP listeners.
+    Http {
+        #[command(subcommand)]
+        cmd: ListenerAction,
+    },
+    /// TCP listeners.
+    Tcp {
+        #[command(subcommand)]
+        cmd: ListenerAction,
+    },
+    /// List listeners.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenerOptions {
+    #[arg(long)]
+    pub public_address: Option<std::net::SocketAddr>,
+    #[arg(long)]
+    pub expect_proxy: bool,
+    #[arg(long)]
+    pub sticky_name: Option<String>,
+    #[arg(long)]
+    pub front_timeout: Option<u32>,
+    #[arg(long)]
+    pub back_timeout: Option<u32>,
+    #[arg(long)]
+    pub connect_timeout: Option<u32>,
+    #[arg(long)]
+    pub request_timeout: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListenerAction {
+    /// Add a listener.
+    Add {
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+        #[command(flatten)]
+        options: ListenerOptions,
+    },
+    /// Change a listener's settings.
+    Update {
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+        #[command(flatten)]
+        options: ListenerOptions,
+    },
+    /// Remove a listener.
+    Remove {
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+    },
+    /// Start accepting.
+    Activate {
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+    },
+    /// Stop accepting.
+    Deactivate {
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate the configuration file without contacting anything.
+    Check {
+        /// Fail on unknown keys.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain of a JSON audit file.
+    Verify {
+        /// The audit_logs_json_target file.
+        file: PathBuf,
+    },
+}

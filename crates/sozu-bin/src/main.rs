@@ -1,0 +1,95 @@
+//! `sozu`: the master, its workers, and the command-line client, in one binary.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod ctl;
+mod logging;
+mod master;
+mod sd_notify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{AuditCmd, Cli, Command, ConfigCmd};
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config.clone().unwrap_or_else(|| PathBuf::from("/etc/sozu/config.toml"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let text = e.to_string();
+            if text.starts_with("Request failed") {
+                eprintln!("{text}");
+            } else {
+                eprintln!("error: {text}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Start { strict } => {
+            let clean = master::start(&config_path(cli), *strict)?;
+            Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Command::Worker { id, fd, scm, configuration_state_fd, command_buffer_size, max_command_buffer_size } => {
+            let (log, _) = logging::build("info", "stdout", false, &format!("WRK-{id:02}"))?;
+            let args = sozu_worker::WorkerArgs {
+                id: *id,
+                channel_fd: *fd,
+                scm_fd: *scm,
+                state_fd: *configuration_state_fd,
+                command_buffer_size: *command_buffer_size,
+                max_command_buffer_size: max_command_buffer_size.unwrap_or(command_buffer_size * 2),
+            };
+            sozu_worker::run(&args, &log)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { cmd: ConfigCmd::Check { strict } } => {
+            let config = sozu_config::Config::load(&config_path(cli)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !config.unknown_keys().is_empty() {
+                let keys = config.unknown_keys().join(", ");
+                if *strict {
+                    anyhow::bail!("unknown configuration keys: {keys}");
+                }
+                eprintln!("warning: unknown configuration keys ignored: {keys}");
+            }
+            println!("Configuration file is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { cmd: AuditCmd::Verify { file } } => {
+            let reader = std::io::BufReader::new(std::fs::File::open(file)?);
+            match audit::verify(reader, audit::GENESIS) {
+                Ok((n, head)) => {
+                    println!("{n} records, chain intact, head {head}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "sozu", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            ctl::run(cli, &config_path(cli))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The master's event loop: one mio `Poll` for the command socket, every client, every
+//! worker channel, signals and the user-name resolver.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit::{AuditLog, FailPolicy, FileSink, Fsync, JsonSink};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use peer_identity::{PeerIdentity, PendingUser, SystemUsers, UserResolver, UserResolverConfig};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slog::{Logger, error, info, warn};
+use sozu_channel::{Channel, ChannelError, FrameError, Limits};
+use sozu_config::Config;
+use sozu_proto::{Request, Response};
+use sozu_scm_socket::Listeners;
+use sozu_state::ConfigState;
+
+use super::tasks::Task;
+use super::workers::WorkerSession;
+use crate::logging::LevelHandle;
+
+pub(super) const LISTENER: Token = Token(0);
+pub(super) const SIGNALS: Token = Token(1);
+pub(super) const WAKER: Token = Token(2);
+const FIRST_DYNAMIC: usize = 16;
+
+/// Connections one master serves at once; more are accepted and closed at once.
+const MAX_CLIENTS: usize = 4096;
+
+/// A CLI (or other) connection.
+pub(super) struct Client {
+    pub channel: Channel<Response, Request>,
+    pub identity: PeerIdentity,
+    pub pending_user: Option<PendingUser>,
+    pub client_id: u64,
+    /// Requests received and not yet started: served in order, one at a time.
+    pub queue: VecDeque<Queued>,
+    /// The task answering the current request, if it waits on workers.
+    pub busy: Option<u64>,
+    /// Receives events; serves no more requests.
+    pub subscribed: bool,
+    /// Close once everything queued is written.
+    pub closing: bool,
+}
+
+/// What a client sent, in order.
+pub(super) enum Queued {
+    /// A request to serve.
+    Request(Request),
+    /// A frame that could not be read: answered with this error; `fatal` closes the
+    /// connection after the answer (the stream cannot be re-synchronised).
+    BadFrame { error: String, fatal: bool },
+}
+
+/// How the master is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stopping {
+    /// Workers were told; waiting for their answers.
+    Draining { hard: bool },
+    /// Everything answered: exit once clients are flushed.
+    Done { clean: bool },
+}
+
+/// The master.
+pub struct Master {
+    pub(super) poll: Poll,
+    pub(super) listener: UnixListener,
+    pub(super) config: Config,
+    pub(super) log: Logger,
+    pub(super) level: LevelHandle,
+    pub(super) state: ConfigState,
+    pub(super) clients: HashMap<Token, Client>,
+    pub(super) workers: BTreeMap<u32, WorkerSession>,
+    pub(super) worker_tokens: HashMap<Token, u32>,
+    pub(super) tasks: HashMap<u64, Task>,
+    pub(super) in_flight: HashMap<String, u64>,
+    pub(super) next_token: usize,
+    pub(super) next_worker_id: u32,
+    pub(super) next_task_id: u64,
+    pub(super) next_client_id: u64,
+    pub(super) users: UserResolver,
+    pub(super) audit: AuditLog,
+    pub(super) listeners: Listeners,
+    pub(super) exe: OwnedFd,
+    pub(super) signals: Signals,
+    pub(super) request_counts: BTreeMap<String, i32>,
+    pub(super) state_dirty: bool,
+    pub(super) stopping: Option<Stopping>,
+    pub(super) boot_task: Option<u64>,
+    pub(super) relaunch_at: Vec<Instant>,
+    pub(super) boot_generation: u32,
+}
+
+impl Master {
+    /// Builds the master around an already bound command socket.
+    pub fn new(
+        config: Config,
+        log: Logger,
+        level: LevelHandle,
+        state: ConfigState,
+        command_socket: StdUnixListener,
+        listeners: Listeners,
+        exe: OwnedFd,
+    ) -> anyhow::Result<Master> {
+        let poll = Poll::new()?;
+        let mut listener = UnixListener::from_std(command_socket);
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let users = UserResolver::with_notify(SystemUsers, UserResolverConfig::default(), move || {
+            let _ = waker.wake();
+        });
+        let audit = open_audit(&config, &log)?;
+        Ok(Master {
+            poll,
+            listener,
+            config,
+            log,
+            level,
+            state,
+            clients: HashMap::new(),
+            workers: BTreeMap::new(),
+            worker_tokens: HashMap::new(),
+            tasks: HashMap::new(),
+            in_flight: HashMap::new(),
+            next_token: FIRST_DYNAMIC,
+            next_worker_id: 0,
+            next_task_id: 0,
+            next_client_id: 0,
+            users,
+            audit,
+            listeners,
+            exe,
+            signals,
+            request_counts: BTreeMap::new(),
+            state_dirty: false,
+            stopping: None,
+            boot_task: None,
+            relaunch_at: Vec::new(),
+            boot_generation: 0,
+        })
+    }
+
+    pub(super) fn token(&mut self) -> Token {
+        self.next_token += 1;
+        Token(self.next_token)
+    }
+
+    pub(super) fn limits(&self) -> Limits {
+        Limits::new(self.config.command_buffer_size, self.config.max_command_buffer_size)
+    }
+
+    /// Runs until stopped. Returns whether the stop was clean.
+    pub fn run(&mut self) -> bool {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    error!(self.log, "poll failed: {e}");
+                    return false;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.handle_signals(),
+                    WAKER => {}
+                    token if self.clients.contains_key(&token) => {
+                        if event.is_readable() || event.is_read_closed() {
+                            self.client_readable(token);
+                        }
+                        if event.is_writable() {
+                            self.client_writable(token);
+                        }
+                    }
+                    token => {
+                        if let Some(&id) = self.worker_tokens.get(&token) {
+                            self.worker_event(id, event.is_readable() || event.is_read_closed(), event.is_writable());
+                        }
+                    }
+                }
+            }
+            self.poll_pending_users();
+            self.expire_tasks(Instant::now());
+            self.relaunch_due_workers(Instant::now());
+            self.save_state_if_dirty();
+            if let Some(Stopping::Done { clean }) = self.stopping
+                && self.clients.values().all(|c| !c.channel.wants_write())
+            {
+                self.shutdown_cleanup();
+                return clean;
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = self.tasks.values().filter_map(|t| t.deadline).min();
+        let users = self.clients.values().filter_map(|c| c.pending_user.as_ref().map(PendingUser::deadline)).min();
+        for t in [users, self.relaunch_at.iter().min().copied()].into_iter().flatten() {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        if matches!(self.stopping, Some(Stopping::Done { .. })) {
+            return Some(Duration::from_millis(10));
+        }
+        next.map(|t| t.saturating_duration_since(now))
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let (stream, _) = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    warn!(self.log, "accept failed: {e}");
+                    return;
+                }
+            };
+            if self.clients.len() >= MAX_CLIENTS || matches!(self.stopping, Some(Stopping::Done { .. })) {
+                drop(stream);
+                continue;
+            }
+            self.register_client(stream);
+        }
+    }
+
+    fn register_client(&mut self, mut stream: UnixStream) {
+        let (identity, pending_user) = PeerIdentity::capture(&stream, &self.config.command_socket, &self.users);
+        let token = self.token();
+        if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+            warn!(self.log, "cannot register client: {e}; connection dropped");
+            return;
+        }
+        let client_id = self.next_client_id;
+        self.next_client_id += 1;
+        info!(self.log, "client {client_id} connected: {identity}");
+        let limits = Limits::new(4096, self.config.max_command_buffer_size);
+        let channel = Channel::new(stream, limits, limits);
+        self.clients.insert(
+            token,
+            Client {
+                channel,
+                identity,
+                pending_user,
+                client_id,
+                queue: VecDeque::new(),
+                busy: None,
+                subscribed: false,
+                closing: false,
+            },
+        );
+    }
+
+    fn poll_pending_users(&mut self) {
+        let now = Instant::now();
+        for client in self.clients.values_mut() {
+            if let Some(answer) = client.pending_user.as_ref().and_then(|p| p.poll(now)) {
+                client.identity.set_user(answer);
+                client.pending_user = None;
+            }
+        }
+    }
+
+    fn client_readable(&mut self, token: Token) {
+        let Some(client) = self.clients.get_mut(&token) else { return };
+        client.channel.handle_readable();
+        loop {
+            let Some(client) = self.clients.get_mut(&token) else { return };
+            if client.closing || client.queue.iter().any(|q| matches!(q, Queued::BadFrame { fatal: true, .. })) {
+                break;
+            }
+            match client.channel.poll_message() {
+                Ok(Some(request)) => client.queue.push_back(Queued::Request(request)),
+                Ok(None) => break,
+                Err(ChannelError::Closed) => {
+                    self.drop_client(token);
+                    return;
+                }
+                Err(ChannelError::Frame(e)) => {
+                    warn!(self.log, "client {}: bad frame: {e}", client.client_id);
+                    let fatal = !matches!(e, FrameError::Decode(_) | FrameError::TooShort { .. });
+                    client.queue.push_back(Queued::BadFrame { error: format!("invalid frame: {e}"), fatal });
+                }
+                Err(e) => {
+                    warn!(self.log, "client {}: {e}", client.client_id);
+                    self.drop_client(token);
+                    return;
+                }
+            }
+        }
+        self.pump_client(token);
+    }
+
+    pub(super) fn client_writable(&mut self, token: Token) {
+        let Some(client) = self.clients.get_mut(&token) else { return };
+        match client.channel.flush() {
+            Ok(true) if client.closing => self.drop_client(token),
+            Ok(_) => {}
+            Err(_) => self.drop_client(token),
+        }
+    }
+
+    pub(super) fn drop_client(&mut self, token: Token) {
+        if let Some(mut client) = self.clients.remove(&token) {
+            let _ = self.poll.registry().deregister(client.channel.stream_mut());
+            for task in self.tasks.values_mut() {
+                if task.client == Some(token) {
+                    task.client = None;
+                }
+            }
+        }
+    }
+
+    /// Starts queued requests, one at a time per client, in order.
+    pub(super) fn pump_client(&mut self, token: Token) {
+        loop {
+            let Some(client) = self.clients.get_mut(&token) else { return };
+            if client.busy.is_some() || client.subscribed || client.closing {
+                return;
+            }
+            match client.queue.pop_front() {
+                None => return,
+                Some(Queued::Request(request)) => self.handle_request(token, request),
+                Some(Queued::BadFrame { error, fatal }) => {
+                    client.closing = fatal;
+                    self.reply(token, Response::failure(error));
+                    self.client_writable(token);
+                }
+            }
+        }
+    }
+
+    /// Sends a response to a client (dropping it if the client is gone or broken).
+    pub(super) fn reply(&mut self, token: Token, response: Response) {
+        let Some(client) = self.clients.get_mut(&token) else { return };
+        if let Err(e) = client.channel.send(&response) {
+            warn!(self.log, "client {}: cannot send answer: {e}", client.client_id);
+            if !matches!(e, ChannelError::Frame(FrameError::TooLarge { .. })) {
+                self.drop_client(token);
+            } else {
+                let _ = client.channel.send(&Response::failure(format!("the answer does not fit: {e}")));
+            }
+        }
+    }
+
+    fn handle_signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGCHLD => self.reap_children(),
+                SIGTERM => self.begin_stop(None, false),
+                SIGINT | SIGQUIT => self.begin_stop(None, true),
+                SIGHUP => info!(self.log, "SIGHUP: configuration reload is not supported yet"),
+                _ => {}
+            }
+        }
+    }
+
+    fn save_state_if_dirty(&mut self) {
+        if !self.state_dirty {
+            return;
+        }
+        self.state_dirty = false;
+        if !self.config.automatic_state_save {
+            return;
+        }
+        let Some(path) = self.config.saved_state.clone() else { return };
+        match sozu_state::save_atomic(&path, &self.state) {
+            Ok(n) => info!(self.log, "automatic_state_save: {n} records to {}", path.display()),
+            Err(e) => error!(self.log, "automatic_state_save to {} failed: {e}", path.display()),
+        }
+    }
+
+    fn shutdown_cleanup(&mut self) {
+        for worker in self.workers.values_mut() {
+            worker.reap_blocking(Duration::from_secs(2));
+        }
+        let _ = std::fs::remove_file(&self.config.command_socket);
+        if let Some(pid) = &self.config.pid_file_path {
+            let _ = std::fs::remove_file(pid);
+        }
+        let _ = crate::sd_notify::notify("STOPPING=1");
+        info!(self.log, "master stopped");
+    }
+}
+
+fn open_audit(config: &Config, log: &Logger) -> anyhow::Result<AuditLog> {
+    let policy = if config.audit_fail_closed { FailPolicy::Closed } else { FailPolicy::Open };
+    let mut audit = AuditLog::new(policy);
+    if let Some(path) = &config.audit_logs_target {
+        let (sink, notice) = FileSink::open(path, Fsync::Never)
+            .map_err(|e| anyhow::anyhow!("cannot open audit_logs_target {}: {e}", path.display()))?;
+        if let Some(n) = notice {
+            warn!(log, "{n}");
+        }
+        audit = audit.with_text(sink);
+    }
+    if let Some(path) = &config.audit_logs_json_target {
+        let (sink, notice) = JsonSink::open_file(path, Fsync::Always)
+            .map_err(|e| anyhow::anyhow!("cannot open audit_logs_json_target {}: {e}", path.display()))?;
+        if let Some(n) = notice {
+            warn!(log, "{n}");
+        }
+        let head = sink.head().to_string();
+        // re-open as a plain file sink continuing the chain
+        drop(sink);
+        let (file, _) = FileSink::open(path, Fsync::Always)?;
+        audit = audit.with_json(file, head);
+    }
+    Ok(audit)
+}

@@ -1,0 +1,312 @@
+//! Tasks: requests sent to workers and the answers gathered for them.
+//!
+//! Every task has a deadline that moves with progress (`worker_timeout` after the
+//! last answer), so a dead or wedged worker never holds a client forever, and a
+//! timed-out worker is reported as timed out, never as a success.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use mio::Token;
+use slog::{info, warn};
+use sozu_proto::response_content::ContentType;
+use sozu_proto::{
+    Request, Response, ResponseContent, ResponseStatus, RunState, WorkerInfo, WorkerInfos, WorkerRequest,
+    WorkerResponse, WorkerResponses,
+};
+
+use super::records::Pending;
+use super::server::{Master, Stopping};
+
+/// What a task is for, and so how it ends.
+pub(super) enum TaskKind {
+    /// A mutating verb already applied to the master state.
+    Fanout,
+    /// `Status`.
+    Status,
+    /// A query answered by every worker plus the master (`"main"`).
+    Query { main: Option<ResponseContent> },
+    /// `QueryMetrics`: every worker's metrics, aggregated.
+    Metrics,
+    /// `LoadState`: records fanned out.
+    LoadState { path: String, records: usize },
+    /// `SoftStop` / `HardStop`.
+    Stop { hard: bool },
+    /// The first `Status` of workers at boot: readiness.
+    Boot,
+    /// The first `Status` of a relaunched worker.
+    Relaunch,
+}
+
+/// A request in progress on workers.
+pub(super) struct Task {
+    pub client: Option<Token>,
+    pub kind: TaskKind,
+    /// Answers still expected, by worker.
+    pub outstanding: HashMap<u32, usize>,
+    /// Workers asked.
+    pub asked: Vec<u32>,
+    /// Last content each worker answered with.
+    pub contents: BTreeMap<u32, Option<ResponseContent>>,
+    /// First failure of each worker.
+    pub failures: BTreeMap<u32, String>,
+    pub deadline: Option<Instant>,
+    pub started: Instant,
+    /// Audit completion record to write when the task ends.
+    pub audit: Option<Pending>,
+}
+
+impl Master {
+    /// Sends `requests` to every running worker (or only `only`) as one task.
+    pub(super) fn scatter(
+        &mut self,
+        client: Option<Token>,
+        kind: TaskKind,
+        requests: &[Request],
+        only: Option<u32>,
+        audit: Option<Pending>,
+    ) -> u64 {
+        let task_id = self.next_task_id;
+        self.next_task_id += 1;
+        let now = Instant::now();
+        let mut task = Task {
+            client,
+            kind,
+            outstanding: HashMap::new(),
+            asked: Vec::new(),
+            contents: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            deadline: Some(now + self.config.worker_timeout),
+            started: now,
+            audit,
+        };
+        let ids: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|(id, w)| w.run_state == RunState::Running && only.is_none_or(|o| o == **id))
+            .map(|(id, _)| *id)
+            .collect();
+        for worker_id in ids {
+            task.asked.push(worker_id);
+            for (index, request) in requests.iter().enumerate() {
+                let id = format!("{}-{worker_id}-{task_id}-{index}", sozu_proto::request_name(request));
+                self.in_flight.insert(id.clone(), task_id);
+                *task.outstanding.entry(worker_id).or_default() += 1;
+                if let Some(w) = self.workers.get_mut(&worker_id) {
+                    w.outbox.push_back(WorkerRequest { id, content: request.clone() });
+                }
+            }
+            self.pump_worker(worker_id);
+        }
+        if let Some(token) = client {
+            if let Some(c) = self.clients.get_mut(&token) {
+                c.busy = Some(task_id);
+            }
+        }
+        let empty = task.outstanding.is_empty();
+        self.tasks.insert(task_id, task);
+        if empty {
+            self.finish_task(task_id, false);
+        }
+        task_id
+    }
+
+    /// Routes a worker's answer to its task.
+    pub(super) fn worker_answer(&mut self, worker_id: u32, response: WorkerResponse) {
+        if ResponseStatus::try_from(response.status) == Ok(ResponseStatus::Processing) {
+            return;
+        }
+        let Some(task_id) = self.in_flight.remove(&response.id) else {
+            if let Some(ContentType::Event(event)) = response.content.as_ref().and_then(|c| c.content_type.clone()) {
+                self.forward_event(&worker_id.to_string(), event);
+            } else {
+                warn!(self.log, "worker {worker_id}: answer to an unknown request {}", response.id);
+            }
+            return;
+        };
+        let worker_timeout = self.config.worker_timeout;
+        let Some(task) = self.tasks.get_mut(&task_id) else { return };
+        task.deadline = Some(Instant::now() + worker_timeout);
+        if ResponseStatus::try_from(response.status) == Ok(ResponseStatus::Ok) {
+            task.contents.insert(worker_id, response.content);
+        } else {
+            task.failures.entry(worker_id).or_insert(response.message);
+        }
+        if let Some(n) = task.outstanding.get_mut(&worker_id) {
+            *n -= 1;
+            if *n == 0 {
+                task.outstanding.remove(&worker_id);
+            }
+        }
+        if task.outstanding.is_empty() {
+            self.finish_task(task_id, false);
+        }
+    }
+
+    /// A worker is gone: its share of every task is "worker died", at once.
+    pub(super) fn fail_worker_tasks(&mut self, worker_id: u32) {
+        let wid = worker_id.to_string();
+        self.in_flight.retain(|id, _| worker_of(id) != Some(wid.as_str()));
+        let done: Vec<u64> = self
+            .tasks
+            .iter_mut()
+            .filter_map(|(id, task)| {
+                task.outstanding.remove(&worker_id)?;
+                task.failures.entry(worker_id).or_insert_with(|| "worker died".into());
+                task.outstanding.is_empty().then_some(*id)
+            })
+            .collect();
+        for id in done {
+            self.finish_task(id, false);
+        }
+    }
+
+    /// Ends every task past its deadline.
+    pub(super) fn expire_tasks(&mut self, now: Instant) {
+        let expired: Vec<u64> =
+            self.tasks.iter().filter(|(_, t)| t.deadline.is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.finish_task(id, true);
+        }
+    }
+
+    /// Ends a task: builds the terminal answer, audits, frees the client.
+    pub(super) fn finish_task(&mut self, task_id: u64, timed_out: bool) {
+        let Some(mut task) = self.tasks.remove(&task_id) else { return };
+        let secs = self.config.worker_timeout.as_secs();
+        if timed_out {
+            for w in task.outstanding.keys() {
+                task.failures.insert(*w, format!("timed out after {secs} s"));
+            }
+        }
+        self.in_flight.retain(|_, t| *t != task_id);
+        let failed: Vec<String> = task.failures.iter().map(|(w, m)| format!("{w}: {m}")).collect();
+        let answered_ok = task.contents.len();
+        let response = match &task.kind {
+            TaskKind::Fanout => {
+                if failed.is_empty() {
+                    Response::ok("Successfully applied request to all workers", None)
+                } else {
+                    Response::failure(format!(
+                        "failed on {} of {} workers: {}",
+                        failed.len(),
+                        task.asked.len(),
+                        failed.join(", ")
+                    ))
+                }
+            }
+            TaskKind::Status => {
+                let mut vec: Vec<WorkerInfo> = Vec::new();
+                for (id, w) in &self.workers {
+                    let run_state = match w.run_state {
+                        RunState::Running if task.contents.contains_key(id) => RunState::Running,
+                        RunState::Running => RunState::NotAnswering,
+                        other => other,
+                    };
+                    vec.push(WorkerInfo { id: *id, pid: w.pid, run_state: run_state as i32 });
+                }
+                let content = ContentType::Workers(WorkerInfos { vec });
+                Response::ok("Successfully collected the status of workers", Some(content.into()))
+            }
+            TaskKind::Query { main } => {
+                let mut map: BTreeMap<String, ResponseContent> =
+                    task.contents.iter().map(|(w, c)| (w.to_string(), c.clone().unwrap_or_default())).collect();
+                if let Some(main) = main {
+                    map.insert("main".into(), main.clone());
+                }
+                let content = Some(ContentType::WorkerResponses(WorkerResponses { map }).into());
+                if failed.is_empty() {
+                    Response::ok("Successfully queried the master and all workers", content)
+                } else {
+                    let mut r = Response::failure(format!("query failed on workers: {}", failed.join(", ")));
+                    r.content = content;
+                    r
+                }
+            }
+            TaskKind::Metrics => {
+                let workers = task
+                    .contents
+                    .iter()
+                    .filter_map(|(w, c)| match c.as_ref().and_then(|c| c.content_type.clone()) {
+                        Some(ContentType::WorkerMetrics(m)) => Some((w.to_string(), m)),
+                        _ => None,
+                    })
+                    .collect();
+                let content = ContentType::Metrics(sozu_proto::AggregatedMetrics { workers, ..Default::default() });
+                if failed.is_empty() {
+                    Response::ok("Successfully queried metrics", Some(content.into()))
+                } else {
+                    Response::failure(format!("metrics query failed on workers: {}", failed.join(", ")))
+                }
+            }
+            TaskKind::LoadState { path, records } => {
+                if failed.is_empty() {
+                    Response::ok(
+                        format!(
+                            "Successfully loaded state from path {path}, {} ok messages, 0 errors",
+                            records * task.asked.len()
+                        ),
+                        None,
+                    )
+                } else {
+                    Response::failure(format!(
+                        "loading state {path}: applied by the master, failed on workers: {}",
+                        failed.join(", ")
+                    ))
+                }
+            }
+            TaskKind::Stop { hard } => {
+                let message = format!(
+                    "Successfully closed {} workers, {} errors, stopping the main process...",
+                    answered_ok,
+                    failed.len()
+                );
+                self.stopping = Some(Stopping::Done { clean: failed.is_empty() && !hard });
+                if failed.is_empty() { Response::ok(message, None) } else { Response::failure(message) }
+            }
+            TaskKind::Boot => {
+                if failed.is_empty() {
+                    info!(self.log, "all {} workers answered: ready", task.asked.len());
+                } else {
+                    warn!(self.log, "workers not ready at boot: {}", failed.join(", "));
+                }
+                let _ =
+                    crate::sd_notify::notify(&format!("READY=1\nSTATUS={} workers running", self.running_workers()));
+                Response::ok("", None)
+            }
+            TaskKind::Relaunch => Response::ok("", None),
+        };
+        if let Some(pending) = task.audit.take() {
+            let fanout = audit::Fanout {
+                status: if timed_out {
+                    audit::FanoutStatus::Timeout
+                } else if failed.is_empty() {
+                    audit::FanoutStatus::Ok
+                } else {
+                    audit::FanoutStatus::Partial
+                },
+                workers_ok: answered_ok as u32,
+                workers_err: failed.len() as u32,
+                workers_expected: task.asked.len() as u32,
+            };
+            let ok = ResponseStatus::try_from(response.status) == Ok(ResponseStatus::Ok);
+            self.write_completion(pending, ok, fanout, task.started.elapsed(), (!ok).then(|| response.message.clone()));
+        }
+        if let Some(token) = task.client {
+            self.reply(token, response);
+            if let Some(c) = self.clients.get_mut(&token) {
+                c.busy = None;
+            }
+            self.pump_client(token);
+        }
+    }
+
+    pub(super) fn running_workers(&self) -> usize {
+        self.workers.values().filter(|w| w.run_state == RunState::Running).count()
+    }
+}
+
+/// The worker id inside a request id `<Verb>-<worker>-<task>-<index>`.
+fn worker_of(id: &str) -> Option<&str> {
+    id.rsplitn(3, '-').nth(2).and_then(|rest| rest.rsplit_once('-')).map(|(_, w)| w)
+}

@@ -1,0 +1,292 @@
+//! Worker processes: launch (fork+exec of our own binary by fd), channel I/O with a
+//! per-worker queue (backpressure: never more than the channel maximum in flight),
+//! death, reaping and relaunch.
+
+use std::collections::VecDeque;
+use std::io::{Seek, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Token};
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use prost::Message;
+use slog::{error, info, warn};
+use sozu_channel::{BlockingChannel, Channel, ChannelError, FrameError};
+use sozu_proto::request::RequestType as R;
+use sozu_proto::{EventKind, InitialState, RunState, ServerConfig, Status, WorkerRequest, WorkerResponse};
+use sozu_scm_socket::ScmSocket;
+
+use super::server::Master;
+use super::tasks::TaskKind;
+
+/// Delay before relaunching a worker that died.
+const RELAUNCH_DELAY: Duration = Duration::from_millis(500);
+
+/// The master's side of one worker.
+pub(crate) struct WorkerSession {
+    pub pid: i32,
+    pub token: Token,
+    pub channel: Channel<WorkerRequest, WorkerResponse>,
+    /// Requests not yet in the channel's buffer (backpressure).
+    pub outbox: VecDeque<WorkerRequest>,
+    pub run_state: RunState,
+    pub child: Child,
+    /// The master's end of the SCM socket (listeners go back and forth on it).
+    #[expect(dead_code, reason = "read back by the worker upgrade (issue 8)")]
+    pub scm: ScmSocket,
+}
+
+impl WorkerSession {
+    /// Waits at most `limit` for the process to exit, then kills it.
+    pub fn reap_blocking(&mut self, limit: Duration) {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clear_cloexec(fd: impl AsFd) -> std::io::Result<()> {
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    Ok(())
+}
+
+impl Master {
+    /// Starts `worker_count` workers and the boot task that waits for their first answer.
+    pub fn boot_workers(&mut self) -> anyhow::Result<()> {
+        for _ in 0..self.config.worker_count {
+            if let Err(e) = self.launch_worker() {
+                for w in self.workers.values_mut() {
+                    let _ = w.child.kill();
+                    let _ = w.child.wait();
+                }
+                let _ = std::fs::remove_file(&self.config.command_socket);
+                if let Some(pid) = &self.config.pid_file_path {
+                    let _ = std::fs::remove_file(pid);
+                }
+                return Err(e);
+            }
+        }
+        let status: sozu_proto::Request = R::Status(Status {}).into();
+        self.boot_task = Some(self.scatter(None, TaskKind::Boot, &[status], None, None));
+        Ok(())
+    }
+
+    fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            max_connections: self.config.max_connections,
+            min_buffers: self.config.min_buffers,
+            max_buffers: self.config.max_buffers,
+            buffer_size: self.config.buffer_size,
+            log_level: self.config.log_level.clone(),
+            log_target: self.config.log_target.clone(),
+            command_buffer_size: self.config.command_buffer_size as u64,
+            max_command_buffer_size: self.config.max_command_buffer_size as u64,
+            ..Default::default()
+        }
+    }
+
+    /// Forks and execs one worker with the full current state and every listener.
+    pub(super) fn launch_worker(&mut self) -> anyhow::Result<u32> {
+        let id = self.next_worker_id;
+        self.next_worker_id += 1;
+        let (master_end, worker_end) = StdUnixStream::pair()?;
+        let (master_scm, worker_scm) = StdUnixStream::pair()?;
+
+        // the initial state, as Sōzu passes it: protobuf InitialState in an unlinked file
+        let mut state_file = tempfile::tempfile()?;
+        let mut requests = Vec::with_capacity(self.state.request_count());
+        let mut index = 0;
+        self.state.visit_requests(|content| {
+            requests.push(WorkerRequest { id: format!("SAVE-{index}"), content });
+            index += 1;
+        });
+        state_file.write_all(&InitialState { requests }.encode_to_vec())?;
+        state_file.rewind()?;
+
+        for fd in [worker_end.as_fd(), worker_scm.as_fd(), state_file.as_fd()] {
+            clear_cloexec(fd)?;
+        }
+        let exe = format!("/proc/self/fd/{}", self.exe.as_raw_fd());
+        let child = Command::new(&exe)
+            .arg("worker")
+            .args(["--id", &id.to_string()])
+            .args(["--fd", &worker_end.as_raw_fd().to_string()])
+            .args(["--scm", &worker_scm.as_raw_fd().to_string()])
+            .args(["--configuration-state-fd", &state_file.as_raw_fd().to_string()])
+            .args(["--command-buffer-size", &self.config.command_buffer_size.to_string()])
+            .args(["--max-command-buffer-size", &self.config.max_command_buffer_size.to_string()])
+            .stdin(Stdio::null())
+            .spawn();
+        // our copies of the child's ends close here whatever happened
+        drop((worker_end, worker_scm, state_file));
+        let child = child.map_err(|e| anyhow::anyhow!("cannot start worker {id} ({exe}): {e}"))?;
+        let pid = child.id() as i32;
+
+        let limits = self.limits();
+        let mut boot: BlockingChannel<ServerConfig, WorkerResponse> = BlockingChannel::new(master_end, limits, limits)?;
+        boot.send(&self.server_config()).map_err(|e| anyhow::anyhow!("worker {id}: sending its configuration: {e}"))?;
+        let scm = ScmSocket::new(master_scm)?;
+        scm.send_listeners(&self.listeners).map_err(|e| anyhow::anyhow!("worker {id}: sending listeners: {e}"))?;
+        let mut channel = boot.into_nonblocking::<WorkerRequest, WorkerResponse>()?;
+        let token = self.token();
+        self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
+        self.worker_tokens.insert(token, id);
+        self.workers.insert(
+            id,
+            WorkerSession { pid, token, channel, outbox: VecDeque::new(), run_state: RunState::Running, child, scm },
+        );
+        info!(
+            self.log,
+            "launched worker {id} (pid {pid}) with {} requests of state and {} listeners",
+            index,
+            self.listeners.len()
+        );
+        Ok(id)
+    }
+
+    /// Moves queued requests into the worker's channel while it has room.
+    pub(super) fn pump_worker(&mut self, id: u32) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        let mut dead = false;
+        let mut too_large = Vec::new();
+        loop {
+            if w.channel.flush().is_err() {
+                dead = true;
+                break;
+            }
+            let Some(front) = w.outbox.front() else { break };
+            match w.channel.send(front) {
+                Ok(()) => {
+                    w.outbox.pop_front();
+                }
+                // the channel holds max_command_buffer_size already: wait for a writable event
+                Err(ChannelError::Frame(FrameError::WriteBufferFull { .. })) => break,
+                Err(ChannelError::Frame(FrameError::TooLarge { .. })) => {
+                    // refuse this request, keep the worker (Sōzu kills it)
+                    if let Some(r) = w.outbox.pop_front() {
+                        too_large.push(r.id);
+                    }
+                }
+                Err(_) => {
+                    dead = true;
+                    break;
+                }
+            }
+        }
+        for request_id in too_large {
+            let answer = WorkerResponse::failure(request_id, "request larger than max_command_buffer_size");
+            self.worker_answer(id, answer);
+        }
+        if dead {
+            self.worker_died(id, "its channel failed");
+        }
+    }
+
+    pub(super) fn worker_event(&mut self, id: u32, readable: bool, writable: bool) {
+        if writable {
+            self.pump_worker(id);
+        }
+        if !readable {
+            return;
+        }
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.channel.handle_readable();
+        }
+        loop {
+            let Some(w) = self.workers.get_mut(&id) else { return };
+            match w.channel.poll_message() {
+                Ok(Some(answer)) => self.worker_answer(id, answer),
+                Ok(None) => break,
+                Err(ChannelError::Frame(FrameError::Decode(e))) => {
+                    warn!(self.log, "worker {id}: undecodable answer: {e}");
+                }
+                Err(e) => {
+                    self.worker_died(id, &format!("channel closed ({e})"));
+                    return;
+                }
+            }
+        }
+        self.pump_worker(id);
+    }
+
+    /// A worker is gone: reap it, tell its tasks, drop its session, maybe relaunch.
+    pub(super) fn worker_died(&mut self, id: u32, why: &str) {
+        let Some(mut w) = self.workers.remove(&id) else { return };
+        self.worker_tokens.remove(&w.token);
+        let _ = self.poll.registry().deregister(w.channel.stream_mut());
+        let expected = w.run_state != RunState::Running;
+        let _ = w.child.kill();
+        let status = w.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        if expected {
+            info!(self.log, "worker {id} (pid {}) exited: {status}", w.pid);
+        } else {
+            error!(self.log, "worker {id} (pid {}) died: {why}; {status}", w.pid);
+            self.emit(EventKind::WorkerKilled, None);
+        }
+        self.fail_worker_tasks(id);
+        if !expected && self.stopping.is_none() && self.config.worker_automatic_restart {
+            self.relaunch_at.push(Instant::now() + RELAUNCH_DELAY);
+        }
+    }
+
+    pub(super) fn relaunch_due_workers(&mut self, now: Instant) {
+        let due = self.relaunch_at.iter().filter(|t| **t <= now).count();
+        self.relaunch_at.retain(|t| *t > now);
+        for _ in 0..due {
+            if self.stopping.is_some() {
+                return;
+            }
+            match self.launch_worker() {
+                Ok(id) => {
+                    self.emit(EventKind::WorkerRelaunched, None);
+                    let status: sozu_proto::Request = R::Status(Status {}).into();
+                    self.scatter(None, TaskKind::Relaunch, &[status], Some(id), None);
+                }
+                Err(e) => {
+                    error!(self.log, "relaunching a worker failed: {e}");
+                    self.relaunch_at.push(now + RELAUNCH_DELAY * 4);
+                }
+            }
+        }
+    }
+
+    /// SIGCHLD: reap every exited child.
+    pub(super) fn reap_children(&mut self) {
+        let exited: Vec<u32> = self
+            .workers
+            .iter_mut()
+            .filter_map(|(id, w)| matches!(w.child.try_wait(), Ok(Some(_))).then_some(*id))
+            .collect();
+        for id in exited {
+            self.worker_died(id, "the process exited");
+        }
+    }
+
+    /// Soft or hard stop of everything; `client` gets the answer when done.
+    pub(super) fn begin_stop(&mut self, client: Option<Token>, hard: bool) {
+        if self.stopping.is_some() {
+            if let Some(token) = client {
+                self.reply(token, sozu_proto::Response::failure("already stopping"));
+            }
+            return;
+        }
+        info!(self.log, "{} stop requested", if hard { "hard" } else { "soft" });
+        let _ = crate::sd_notify::notify("STOPPING=1");
+        self.stopping = Some(super::server::Stopping::Draining { hard });
+        self.relaunch_at.clear();
+        let request: sozu_proto::Request =
+            if hard { R::HardStop(Default::default()).into() } else { R::SoftStop(Default::default()).into() };
+        self.scatter(client, TaskKind::Stop { hard }, &[request], None, None);
+        for w in self.workers.values_mut() {
+            w.run_state = RunState::Stopping;
+        }
+    }
+}

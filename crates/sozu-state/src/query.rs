@@ -1,0 +1,76 @@
+//! Read-only views of the state, in the protocol's shapes.
+
+use sozu_proto::{ClusterInformation, FrontendFilters, ListedFrontends, ListenersList, RequestHttpFrontend};
+
+use crate::state::ConfigState;
+
+impl ConfigState {
+    /// Frontends matching `filters` (all three kinds false = every kind; `domain` is a
+    /// substring of the hostname).
+    pub fn listed_frontends(&self, filters: &FrontendFilters) -> ListedFrontends {
+        let all = !filters.http && !filters.https && !filters.tcp;
+        let domain = filters.domain.as_deref();
+        let keep = |f: &&RequestHttpFrontend| domain.is_none_or(|d| f.hostname.contains(d));
+        ListedFrontends {
+            http_frontends: if all || filters.http {
+                self.http_frontends.values().filter(keep).cloned().collect()
+            } else {
+                Vec::new()
+            },
+            https_frontends: if all || filters.https {
+                self.https_frontends.values().filter(keep).cloned().collect()
+            } else {
+                Vec::new()
+            },
+            tcp_frontends: if (all || filters.tcp) && domain.is_none() {
+                self.tcp_frontends.values().cloned().collect()
+            } else {
+                Vec::new()
+            },
+            udp_frontends: if all && domain.is_none() {
+                self.udp_frontends.values().cloned().collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Every listener, keyed `ip:port`.
+    pub fn listeners_list(&self) -> ListenersList {
+        ListenersList {
+            http_listeners: self.http_listeners.iter().map(|(a, l)| (a.to_string(), l.clone())).collect(),
+            https_listeners: self.https_listeners.iter().map(|(a, l)| (a.to_string(), l.clone())).collect(),
+            tcp_listeners: self.tcp_listeners.iter().map(|(a, l)| (a.to_string(), *l)).collect(),
+            udp_listeners: self.udp_listeners.iter().map(|(a, l)| (a.to_string(), *l)).collect(),
+        }
+    }
+
+    /// A cluster with its frontends and backends.
+    pub fn cluster_information(&self, id: &str) -> Option<ClusterInformation> {
+        let configuration = self.clusters.get(id)?.clone();
+        let mine = |f: &&RequestHttpFrontend| f.cluster_id.as_deref() == Some(id);
+        Some(ClusterInformation {
+            configuration: Some(configuration),
+            http_frontends: self.http_frontends.values().filter(mine).cloned().collect(),
+            https_frontends: self.https_frontends.values().filter(mine).cloned().collect(),
+            tcp_frontends: self.tcp_frontends.iter().filter(|((c, _), _)| c == id).map(|(_, f)| f.clone()).collect(),
+            backends: self.backends.get(id).map(|l| l.iter().map(|(b, _)| b.clone()).collect()).unwrap_or_default(),
+            udp_frontends: self.udp_frontends.iter().filter(|((c, _), _)| c == id).map(|(_, f)| f.clone()).collect(),
+        })
+    }
+
+    /// Clusters with an HTTP(S) frontend for `hostname` (and whose path rule starts
+    /// with `path`, when given).
+    pub fn clusters_by_domain(&self, hostname: &str, path: Option<&str>) -> Vec<ClusterInformation> {
+        let mut ids: Vec<&str> = self
+            .http_frontends
+            .values()
+            .chain(self.https_frontends.values())
+            .filter(|f| f.hostname == hostname && path.is_none_or(|p| f.path.value.starts_with(p)))
+            .filter_map(|f| f.cluster_id.as_deref())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter().filter_map(|id| self.cluster_information(id)).collect()
+    }
+}

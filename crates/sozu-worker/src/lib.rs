@@ -1,0 +1,163 @@
+//! The worker runtime.
+//!
+//! A worker is started by the master as `sozu worker --id N --fd F --scm S
+//! --configuration-state-fd X --command-buffer-size B --max-command-buffer-size M`
+//! (Sōzu 2.x's arguments). It boots in this order, every step with a deadline:
+//! 1. reads one `ServerConfig` frame on its command channel;
+//! 2. reads the `InitialState` (protobuf) from the state fd and applies it to its own
+//!    [`ConfigState`];
+//! 3. receives its listener sockets on the SCM socket (always sent, maybe empty);
+//! 4. runs its mio loop: every `WorkerRequest` is applied to its own state and answered
+//!    by id, in order.
+//!
+//! It exits when the master closes the channel, or after answering `SoftStop` or
+//! `HardStop`. Proxying traffic belongs to the data plane (not here yet): listeners
+//! are held, and activated or removed in the state only.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod handle;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use mio::{Events, Interest, Poll, Token};
+use prost::Message;
+use slog::{Logger, error, info, warn};
+use sozu_channel::{BlockingChannel, Channel, ChannelError, Limits};
+use sozu_proto::{InitialState, ServerConfig, WorkerRequest, WorkerResponse};
+use sozu_scm_socket::{Listeners, ScmSocket, adopt_inherited_fd};
+use sozu_state::ConfigState;
+
+pub use handle::Outcome;
+
+/// How long each boot step may take.
+const BOOT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The arguments the master passes.
+#[derive(Debug, Clone)]
+pub struct WorkerArgs {
+    /// Worker id.
+    pub id: u32,
+    /// Command channel fd.
+    pub channel_fd: RawFd,
+    /// SCM socket fd.
+    pub scm_fd: RawFd,
+    /// Initial state file fd.
+    pub state_fd: RawFd,
+    /// Initial channel buffer size.
+    pub command_buffer_size: usize,
+    /// Largest channel buffer.
+    pub max_command_buffer_size: usize,
+}
+
+/// A running worker's state (exposed for tests and the data plane).
+#[derive(Debug)]
+pub struct Worker {
+    /// This worker's id.
+    pub id: u32,
+    /// The configuration received at boot.
+    pub config: ServerConfig,
+    /// The proxy configuration, as this worker applied it.
+    pub state: ConfigState,
+    /// Listener sockets received from the master.
+    pub listeners: Listeners,
+    /// The SCM socket, to give listeners back.
+    pub scm: ScmSocket,
+    log: Logger,
+}
+
+fn boot_error(step: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("worker boot: {step}: {e}"))
+}
+
+/// Boots and runs a worker until it is told to stop or the master goes away.
+pub fn run(args: &WorkerArgs, log: &Logger) -> io::Result<()> {
+    let limits = Limits::new(args.command_buffer_size, args.max_command_buffer_size);
+    let channel = UnixStream::from(adopt_inherited_fd(args.channel_fd)?);
+    let scm = ScmSocket::new(UnixStream::from(adopt_inherited_fd(args.scm_fd)?))?;
+    let mut state_file = File::from(adopt_inherited_fd(args.state_fd)?);
+
+    let mut boot: BlockingChannel<WorkerResponse, ServerConfig> = BlockingChannel::new(channel, limits, limits)?;
+    let config = boot.recv(Some(BOOT_STEP_TIMEOUT)).map_err(|e| boot_error("reading ServerConfig", e))?;
+
+    let mut bytes = Vec::new();
+    state_file.read_to_end(&mut bytes)?;
+    drop(state_file);
+    let initial = InitialState::decode(bytes.as_slice()).map_err(|e| boot_error("decoding the initial state", e))?;
+    let mut state = ConfigState::new();
+    for request in &initial.requests {
+        if let Err(e) = state.dispatch(&request.content) {
+            warn!(log, "initial state request {} not applied: {e}", request.id);
+        }
+    }
+    let listeners = scm.recv_listeners(Some(BOOT_STEP_TIMEOUT)).map_err(|e| boot_error("receiving listeners", e))?;
+    info!(
+        log,
+        "worker {} booted: {} requests of initial state, {} listeners",
+        args.id,
+        initial.requests.len(),
+        listeners.len()
+    );
+
+    let channel = boot.into_nonblocking::<WorkerResponse, WorkerRequest>()?;
+    let mut worker = Worker { id: args.id, config, state, listeners, scm, log: log.clone() };
+    worker.event_loop(channel)
+}
+
+impl Worker {
+    fn event_loop(&mut self, mut channel: Channel<WorkerResponse, WorkerRequest>) -> io::Result<()> {
+        let mut poll = Poll::new()?;
+        poll.registry().register(channel.stream_mut(), Token(0), Interest::READABLE | Interest::WRITABLE)?;
+        let mut events = Events::with_capacity(16);
+        let mut stopping = false;
+        loop {
+            loop {
+                match channel.poll_message() {
+                    Ok(Some(request)) => {
+                        let (response, outcome) = self.handle(request);
+                        if let Err(e) = channel.send(&response) {
+                            error!(self.log, "cannot answer {}: {e}", response.id);
+                        }
+                        if outcome == Outcome::Stop {
+                            stopping = true;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(ChannelError::Closed) => {
+                        info!(self.log, "worker {}: master closed the channel, exiting", self.id);
+                        return Ok(());
+                    }
+                    Err(ChannelError::Frame(e)) => {
+                        // answer nothing we cannot match; a bad frame from the master is a bug
+                        error!(self.log, "worker {}: bad frame from the master: {e}", self.id);
+                        if matches!(
+                            e,
+                            sozu_channel::FrameError::TooLarge { .. } | sozu_channel::FrameError::Truncated { .. }
+                        ) {
+                            return Err(io::Error::other(e.to_string()));
+                        }
+                    }
+                    Err(e) => return Err(io::Error::other(e.to_string())),
+                }
+            }
+            if stopping && channel.flush().unwrap_or(true) {
+                info!(self.log, "worker {} stopped", self.id);
+                return Ok(());
+            }
+            poll.poll(&mut events, None)?;
+            for event in events.iter() {
+                if event.is_readable() || event.is_read_closed() {
+                    channel.handle_readable();
+                }
+                if event.is_writable() {
+                    let _ = channel.flush();
+                }
+            }
+        }
+    }
+}
