@@ -135,11 +135,13 @@ impl std::error::Error for LoadError {}
 pub struct Loaded {
     /// The staged state with every record applied: commit it by replacing the old one.
     pub state: ConfigState,
-    /// The records, in file order, to fan out to workers.
+    /// The records that changed the state, in file order, to fan out to workers.
     pub requests: Vec<Request>,
 }
 
-/// Reads a state file from `reader` and applies it to a copy of `state`.
+/// Reads a state file from `reader` and applies it to a copy of `state`. A record that
+/// adds exactly what the state already holds (the same listener, frontend or
+/// certificate) is skipped; a conflicting one is an error.
 /// All-or-nothing: any unparseable or inapplicable record, a record over
 /// `max_record` bytes, a missing final `\n\0` or bytes after it, is an error naming the
 /// record, and `state` is untouched. Memory is bounded by `max_record` plus one read.
@@ -152,6 +154,7 @@ pub fn load(state: &ConfigState, mut reader: impl Read, max_record: usize) -> Re
     let mut scanned = 0; // bytes of buf already searched for \0
     let mut index = 0;
     let mut declared: Option<usize> = None;
+    let mut seen = 0; // records after the header, applied or already there
     loop {
         let n = loop {
             match reader.read(&mut chunk) {
@@ -163,12 +166,11 @@ pub fn load(state: &ConfigState, mut reader: impl Read, max_record: usize) -> Re
         if n == 0 {
             if buf.is_empty() {
                 return match declared {
-                    Some(count) if count != requests.len() => Err(LoadError {
+                    Some(count) if count != seen => Err(LoadError {
                         index,
                         offset: base,
                         reason: format!(
-                            "the header declares {count} records but the file ends after {} (truncated file)",
-                            requests.len()
+                            "the header declares {count} records but the file ends after {seen} (truncated file)"
                         ),
                     }),
                     _ => Ok(Loaded { state: staged, requests }),
@@ -205,8 +207,16 @@ pub fn load(state: &ConfigState, mut reader: impl Read, max_record: usize) -> Re
                 scanned = start;
                 continue;
             }
-            if declared.is_some_and(|count| requests.len() >= count) {
+            if declared.is_some_and(|count| seen >= count) {
                 return Err(LoadError { index, offset, reason: "more records than the header declares".into() });
+            }
+            seen += 1;
+            if staged.already_applied(&parsed.content) {
+                // an identical listener or frontend is already there: nothing to do
+                index += 1;
+                start = end + 1;
+                scanned = start;
+                continue;
             }
             staged.dispatch(&parsed.content).map_err(|e| LoadError {
                 index,

@@ -109,6 +109,39 @@ impl ConfigState {
             || self.udp_listeners.contains_key(&address)
     }
 
+    /// Whether `request` is an addition of exactly what the state already holds (an
+    /// identical listener, frontend or certificate): replaying it would change nothing.
+    pub fn already_applied(&self, request: &Request) -> bool {
+        use RequestType as R;
+        let Some(verb) = &request.request_type else { return false };
+        let Ok(a) = (match verb {
+            R::AddHttpListener(l) => addr(&l.address),
+            R::AddHttpsListener(l) => addr(&l.address),
+            R::AddTcpListener(l) => addr(&l.address),
+            R::AddUdpListener(l) => addr(&l.address),
+            R::AddTcpFrontend(f) => addr(&f.address),
+            R::AddUdpFrontend(f) => addr(&f.address),
+            _ => Ok(SocketAddr::from(([0, 0, 0, 0], 0))),
+        }) else {
+            return false;
+        };
+        match verb {
+            R::AddHttpListener(l) => self.http_listeners.get(&a) == Some(l),
+            R::AddHttpsListener(l) => self.https_listeners.get(&a) == Some(l),
+            R::AddTcpListener(l) => self.tcp_listeners.get(&a) == Some(l),
+            R::AddUdpListener(l) => self.udp_listeners.get(&a) == Some(l),
+            R::AddHttpFrontend(f) => self.http_frontends.get(&frontend_key(f)) == Some(f),
+            R::AddHttpsFrontend(f) => self.https_frontends.get(&frontend_key(f)) == Some(f),
+            R::AddTcpFrontend(f) => self.tcp_frontends.get(&(f.cluster_id.clone(), a)) == Some(f),
+            R::AddUdpFrontend(f) => self.udp_frontends.get(&(f.cluster_id.clone(), a)) == Some(f),
+            R::AddCertificate(c) => fingerprint(&c.certificate.certificate).is_ok_and(|fp| {
+                let stored = StoredCertificate { certificate: c.certificate.clone(), expired_at: c.expired_at };
+                self.certificates.get(&(SocketAddr::try_from(&c.address).unwrap_or(a), fp)) == Some(&stored)
+            }),
+            _ => false,
+        }
+    }
+
     /// Applies one verb. On error nothing changed.
     pub fn dispatch(&mut self, request: &Request) -> Result<Applied, StateError> {
         use RequestType as R;

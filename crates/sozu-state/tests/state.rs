@@ -259,13 +259,18 @@ fn malformed_files_name_the_record_and_apply_nothing() {
     let mut appended = with_header.clone();
     appended.extend_from_slice(&good[second as usize..]);
     assert!(load(&base, &appended[..], 1 << 20).unwrap_err().reason.contains("more records than the header"));
-    // a record that does not apply: the second of two identical listeners
-    let dup = bytes_of(&[
+    // a record that does not apply: a second, different listener at the same address
+    // (an identical one would be skipped as already there)
+    let mut other = http_listener(1, false);
+    other.front_timeout = 5;
+    let dup = bytes_of(&[R::AddHttpListener(http_listener(1, false)).into(), R::AddHttpListener(other).into()]);
+    let err = load(&base, &dup[..], 1 << 20).unwrap_err();
+    assert_eq!(err.index, 2, "the header is record 0");
+    let same = bytes_of(&[
         R::AddHttpListener(http_listener(1, false)).into(),
         R::AddHttpListener(http_listener(1, false)).into(),
     ]);
-    let err = load(&base, &dup[..], 1 << 20).unwrap_err();
-    assert_eq!(err.index, 2, "the header is record 0");
+    assert_eq!(load(&base, &same[..], 1 << 20).unwrap().requests.len(), 1, "identical record skipped");
     assert!(err.reason.contains("AddHttpListener cannot be applied"), "{err}");
     // a record over the maximum, found without buffering the whole file
     let big = bytes_of(&[R::AddCluster(cluster("a")).into(), R::AddCluster(cluster(&"x".repeat(5000))).into()]);

@@ -149,7 +149,12 @@ impl Worker {
                 info!(self.log, "worker {} stopped", self.id);
                 return Ok(());
             }
-            poll.poll(&mut events, None)?;
+            if let Err(e) = poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue; // SIGSTOP/SIGCONT, other signals
+                }
+                return Err(e);
+            }
             for event in events.iter() {
                 if event.is_readable() || event.is_read_closed() {
                     channel.handle_readable();

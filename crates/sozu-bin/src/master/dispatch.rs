@@ -201,12 +201,12 @@ impl Master {
             );
             return;
         }
-        if let Err(e) = self.write_attempt(Some(token), ulid, &described, Ok(()), &sha) {
-            if let Some(before) = snapshot {
-                self.state = before;
-                self.reply(token, Response::failure(format!("refused: the audit record cannot be written ({e})")));
-                return;
-            }
+        if let Err(e) = self.write_attempt(Some(token), ulid, &described, Ok(()), &sha)
+            && let Some(before) = snapshot
+        {
+            self.state = before;
+            self.reply(token, Response::failure(format!("refused: the audit record cannot be written ({e})")));
+            return;
         }
         if let Some(kind) = described.event {
             self.emit(kind, Some(&described));

@@ -51,7 +51,7 @@ pub(super) struct Client {
 /// What a client sent, in order.
 pub(super) enum Queued {
     /// A request to serve.
-    Request(Request),
+    Request(Box<Request>),
     /// A frame that could not be read: answered with this error; `fatal` closes the
     /// connection after the answer (the stream cannot be re-synchronised).
     BadFrame { error: String, fatal: bool },
@@ -161,11 +161,11 @@ impl Master {
         let mut events = Events::with_capacity(256);
         loop {
             let timeout = self.next_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    error!(self.log, "poll failed: {e}");
-                    return false;
-                }
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                error!(self.log, "poll failed: {e}");
+                return false;
             }
             for event in events.iter() {
                 match event.token() {
@@ -277,7 +277,7 @@ impl Master {
                 break;
             }
             match client.channel.poll_message() {
-                Ok(Some(request)) => client.queue.push_back(Queued::Request(request)),
+                Ok(Some(request)) => client.queue.push_back(Queued::Request(Box::new(request))),
                 Ok(None) => break,
                 Err(ChannelError::Closed) => {
                     self.drop_client(token);
@@ -327,7 +327,7 @@ impl Master {
             }
             match client.queue.pop_front() {
                 None => return,
-                Some(Queued::Request(request)) => self.handle_request(token, request),
+                Some(Queued::Request(request)) => self.handle_request(token, *request),
                 Some(Queued::BadFrame { error, fatal }) => {
                     client.closing = fatal;
                     self.reply(token, Response::failure(error));

@@ -98,10 +98,8 @@ impl Master {
             }
             self.pump_worker(worker_id);
         }
-        if let Some(token) = client {
-            if let Some(c) = self.clients.get_mut(&token) {
-                c.busy = Some(task_id);
-            }
+        if let Some(c) = client.and_then(|token| self.clients.get_mut(&token)) {
+            c.busy = Some(task_id);
         }
         let empty = task.outstanding.is_empty();
         self.tasks.insert(task_id, task);

@@ -1,0 +1,490 @@
+//! End to end: the real `sozu` binary with 2 workers on loopback, driven by the real
+//! CLI and by a raw client.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use sozu_proto::request::RequestType as R;
+use sozu_proto::response_content::ContentType;
+use sozu_proto::*;
+
+const SOZU: &str = env!("CARGO_BIN_EXE_sozu");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running master in its own directory; killed (with its workers) on drop.
+struct Master {
+    dir: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+    http_port: u16,
+    tcp_port: u16,
+}
+
+impl Master {
+    fn start(name: &str, extra: &str) -> Master {
+        let dir = std::env::temp_dir().join(format!("sozu-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (http_port, tcp_port) = (free_port(), free_port());
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"command_socket = "sozu.sock"
+worker_count = 2
+worker_timeout = 1
+saved_state = "saved.state"
+audit_logs_target = "audit.log"
+audit_logs_json_target = "audit.json"
+pid_file_path = "sozu.pid"
+log_level = "info"
+{extra}
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:{http_port}"
+
+[[listeners]]
+protocol = "tcp"
+address = "127.0.0.1:{tcp_port}"
+
+[clusters.web]
+protocol = "http"
+frontends = [{{ address = "127.0.0.1:{http_port}", hostname = "web.example" }}]
+backends = [{{ address = "127.0.0.1:9001", backend_id = "web-1" }}]
+"#
+            ),
+        )
+        .unwrap();
+        let child = Command::new(SOZU)
+            .args(["start", "-c"])
+            .arg(&config)
+            .stdout(std::fs::File::create(dir.join("master.log")).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let master = Master { dir, config, child: Some(child), http_port, tcp_port };
+        master.wait_ready();
+        master
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("sozu.sock")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn wait_ready(&self) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if UnixStream::connect(self.socket()).is_ok() && self.log().contains("ready") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("master not ready: {}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("master.log")).unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(SOZU).arg("-c").arg(&self.config).args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "sozu {args:?} failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(!out.status.success(), "sozu {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn raw(&self) -> Raw {
+        let s = UnixStream::connect(self.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Raw(s)
+    }
+
+    fn worker_pids(&self) -> Vec<i32> {
+        let out = self.ok(&["-j", "status"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["WORKERS"]["vec"].as_array().unwrap().iter().map(|w| w["pid"].as_i64().unwrap() as i32).collect()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        self.ok(&["shutdown"]);
+        let mut child = self.child.take().unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "master did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGINT);
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A raw protocol client.
+struct Raw(UnixStream);
+
+impl Raw {
+    fn send(&mut self, request: &Request) {
+        let body = request.encode_to_vec();
+        self.0.write_all(&((body.len() + 8) as u64).to_le_bytes()).unwrap();
+        self.0.write_all(&body).unwrap();
+    }
+
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        self.0.write_all(bytes).unwrap();
+    }
+
+    /// Next response, or None at EOF.
+    fn recv(&mut self) -> Option<Response> {
+        let mut prefix = [0u8; 8];
+        if self.0.read_exact(&mut prefix).is_err() {
+            return None;
+        }
+        let len = u64::from_le_bytes(prefix) as usize;
+        let mut body = vec![0; len - 8];
+        self.0.read_exact(&mut body).unwrap();
+        Some(Response::decode(body.as_slice()).unwrap())
+    }
+
+    /// Next terminal response.
+    fn terminal(&mut self) -> Response {
+        loop {
+            let r = self.recv().expect("an answer");
+            if r.status != ResponseStatus::Processing as i32 {
+                return r;
+            }
+        }
+    }
+}
+
+fn count_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn every_verb_through_the_cli() {
+    let mut m = Master::start("verbs", "");
+    let http = format!("127.0.0.1:{}", m.http_port);
+    let tcp = format!("127.0.0.1:{}", m.tcp_port);
+    assert!(m.ok(&["status"]).contains("RUNNING"));
+    assert_eq!(m.worker_pids().len(), 2);
+    m.ok(&["cluster", "add", "-i", "api", "--load-balancing-policy", "random"]);
+    m.ok(&["backend", "add", "-i", "api", "--backend-id", "api-1", "-a", "127.0.0.1:9100"]);
+    m.ok(&["frontend", "http", "add", "-a", &http, "--hostname", "api.example", "-p", "/v1", "id", "api"]);
+    m.ok(&["cluster", "add", "-i", "db"]);
+    m.ok(&["frontend", "tcp", "add", "-i", "db", "-a", "127.0.0.1:7777"]);
+    let list = m.ok(&["frontend", "list"]);
+    assert!(list.contains("api.example") && list.contains("127.0.0.1:7777"), "{list}");
+    let one = m.ok(&["cluster", "list", "-i", "api"]);
+    assert!(one.contains("backend api-1 127.0.0.1:9100"), "{one}");
+    let by_domain = m.ok(&["-j", "cluster", "list", "-d", "api.example/v1"]);
+    assert!(by_domain.contains("\"main\""), "{by_domain}");
+    let hashes = m.ok(&["-j", "cluster", "list"]);
+    let v: serde_json::Value = serde_json::from_str(&hashes).unwrap();
+    let map = &v["WORKER_RESPONSES"]["map"];
+    assert_eq!(map["0"], map["main"], "worker 0 holds the master's state");
+    assert_eq!(map["1"], map["main"], "worker 1 holds the master's state");
+
+    m.ok(&["listener", "http", "add", "-a", "127.0.0.1:18999"]);
+    m.ok(&["listener", "http", "update", "-a", "127.0.0.1:18999", "--front-timeout", "5"]);
+    m.ok(&["listener", "http", "activate", "-a", "127.0.0.1:18999"]);
+    m.ok(&["listener", "http", "deactivate", "-a", "127.0.0.1:18999"]);
+    m.ok(&["listener", "tcp", "add", "-a", "127.0.0.1:18998"]);
+    let listeners = m.ok(&["listener", "list"]);
+    assert!(listeners.contains("127.0.0.1:18999") && listeners.contains(&tcp), "{listeners}");
+    m.ok(&["listener", "http", "remove", "-a", "127.0.0.1:18999"]);
+    m.ok(&["listener", "tcp", "remove", "-a", "127.0.0.1:18998"]);
+
+    let err = m.fails(&["frontend", "tcp", "add", "-i", "nope", "-a", "127.0.0.1:7778"]);
+    assert!(err.contains("Request failed: could not dispatch") && err.contains("unknown cluster"), "{err}");
+
+    m.ok(&["frontend", "http", "remove", "-a", &http, "--hostname", "api.example", "-p", "/v1", "id", "api"]);
+    m.ok(&["frontend", "tcp", "remove", "-i", "db", "-a", "127.0.0.1:7777"]);
+    m.ok(&["backend", "remove", "-i", "api", "--backend-id", "api-1", "-a", "127.0.0.1:9100"]);
+    m.ok(&["logging", "debug"]);
+    assert!(m.fails(&["logging", "loud"]).contains("not a level"));
+    m.ok(&["metrics", "enable"]);
+    assert!(m.ok(&["-j", "metrics", "get"]).contains("METRICS"));
+    let saved = m.dir.join("copy.state");
+    assert!(m.ok(&["state", "save", "-f", saved.to_str().unwrap()]).contains("Saved"));
+    m.ok(&["cluster", "remove", "-i", "api"]);
+    m.ok(&["cluster", "remove", "-i", "db"]);
+    assert!(m.ok(&["state", "load", "-f", saved.to_str().unwrap()]).contains("Successfully loaded state"));
+    assert!(m.ok(&["cluster", "list", "-i", "api"]).contains("cluster api"));
+    let stats = m.ok(&["state", "stats"]);
+    assert!(stats.contains("AddCluster") && stats.contains("2"), "{stats}");
+    assert!(m.fails(&["upgrade"]).contains("not supported"));
+    assert!(m.ok(&["config", "check"]).contains("valid"));
+
+    let status = m.stop();
+    assert!(status.success(), "clean stop: {status:?}");
+    assert!(!m.socket().exists(), "socket removed");
+    assert!(!m.dir.join("sozu.pid").exists(), "pid file removed");
+    // audit: the JSON chain verifies, every mutation recorded
+    let verify = Command::new(SOZU).args(["audit", "verify"]).arg(m.dir.join("audit.json")).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let text = std::fs::read_to_string(m.dir.join("audit.log")).unwrap();
+    assert_eq!(text.matches("verb=cluster_added").count(), 4, "attempt + completion for each of 2 adds");
+    assert!(text.lines().all(|l| l.contains("\tAUDIT\tCommand(ts=")));
+}
+
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    let m = Master::start("pipeline", "");
+    let mut raw = m.raw();
+    raw.send(&R::AddCluster(Cluster { cluster_id: "p1".into(), ..Default::default() }).into());
+    raw.send(&R::QueryClusterById("p1".into()).into());
+    raw.send(&R::CountRequests(CountRequests {}).into());
+    let first = raw.terminal();
+    assert_eq!(first.status, ResponseStatus::Ok as i32, "{}", first.message);
+    let second = raw.terminal();
+    assert!(matches!(second.content.and_then(|c| c.content_type), Some(ContentType::WorkerResponses(_))));
+    let third = raw.terminal();
+    assert!(matches!(third.content.and_then(|c| c.content_type), Some(ContentType::RequestCounts(_))));
+}
+
+#[test]
+fn bad_frames_get_an_answer_or_a_close_and_the_master_keeps_serving() {
+    let m = Master::start("frames", "");
+    // a prefix declaring 5 bytes: answered, then the stream goes on
+    let mut raw = m.raw();
+    raw.send_bytes(&5u64.to_le_bytes());
+    let r = raw.terminal();
+    assert!(r.message.contains("frame too short"), "{}", r.message);
+    raw.send(&R::Status(Status {}).into());
+    assert_eq!(raw.terminal().status, ResponseStatus::Ok as i32);
+    // garbage payload: answered, the stream goes on
+    raw.send_bytes(&[11, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff]);
+    assert!(raw.terminal().message.contains("not a valid message"));
+    // 2^40 bytes declared: answered, then closed
+    let mut big = m.raw();
+    big.send_bytes(&(1u64 << 40).to_le_bytes());
+    let r = big.terminal();
+    assert!(r.message.contains("too large"), "{}", r.message);
+    assert!(big.recv().is_none(), "connection closed");
+    // an empty request and an unknown verb (tag 200): FAILURE naming them
+    raw.send(&Request::default());
+    assert!(raw.terminal().message.contains("empty request"));
+    raw.send_bytes(&[11, 0, 0, 0, 0, 0, 0, 0, 0xc2, 0x0c, 0x00]);
+    assert!(raw.terminal().message.contains("empty request"));
+    raw.send(&R::LaunchWorker("x".into()).into());
+    assert!(raw.terminal().message.contains("LaunchWorker is not supported"));
+    // everyone else is still served
+    assert!(m.ok(&["status"]).contains("RUNNING"));
+}
+
+#[test]
+fn events_stream_from_subscribe_then_each_change_once() {
+    let m = Master::start("events", "");
+    let mut sub = m.raw();
+    sub.send(&R::SubscribeEvents(SubscribeEvents {}).into());
+    let first = sub.recv().unwrap();
+    assert_eq!(first.status, ResponseStatus::Processing as i32);
+    let kind = |r: &Response| match r.content.as_ref().and_then(|c| c.content_type.as_ref()) {
+        Some(ContentType::Event(e)) => e.kind,
+        _ => -1,
+    };
+    assert_eq!(kind(&first), EventKind::EventsSubscribed as i32);
+    m.ok(&["cluster", "add", "-i", "evt"]);
+    let next = sub.recv().unwrap();
+    assert_eq!(kind(&next), EventKind::ClusterAdded as i32);
+    assert_eq!(next.message, "main");
+    m.ok(&["cluster", "remove", "-i", "evt"]);
+    assert_eq!(kind(&sub.recv().unwrap()), EventKind::ClusterRemoved as i32, "delivered once, in order");
+}
+
+#[test]
+fn a_stopped_worker_is_reported_not_answering_within_worker_timeout() {
+    let m = Master::start("sigstop", "");
+    let pids = m.worker_pids();
+    let victim = nix::unistd::Pid::from_raw(pids[1]);
+    nix::sys::signal::kill(victim, nix::sys::signal::SIGSTOP).unwrap();
+    let start = Instant::now();
+    let out = m.ok(&["-t", "5000", "-j", "status"]);
+    let took = start.elapsed();
+    nix::sys::signal::kill(victim, nix::sys::signal::SIGCONT).unwrap();
+    assert!(took < Duration::from_millis(2500), "status took {took:?} with worker_timeout = 1 s");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let states: Vec<i64> =
+        v["WORKERS"]["vec"].as_array().unwrap().iter().map(|w| w["run_state"].as_i64().unwrap()).collect();
+    assert_eq!(states, [RunState::Running as i64, RunState::NotAnswering as i64]);
+    // and a mutation reports the timeout as a failure, never as success
+    nix::sys::signal::kill(victim, nix::sys::signal::SIGSTOP).unwrap();
+    let err = m.fails(&["-t", "5000", "cluster", "add", "-i", "slow"]);
+    nix::sys::signal::kill(victim, nix::sys::signal::SIGCONT).unwrap();
+    assert!(err.contains("timed out"), "{err}");
+}
+
+#[test]
+fn a_killed_worker_is_replaced_with_the_full_state_and_reaped() {
+    let m = Master::start("kill", "");
+    m.ok(&["cluster", "add", "-i", "survivor"]);
+    let before = m.worker_pids();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(before[0]), nix::sys::signal::SIGKILL).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let pids = m.worker_pids();
+        if pids.len() == 2 && !pids.contains(&before[0]) {
+            break pids;
+        }
+        assert!(Instant::now() < end, "no replacement worker: {pids:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list"])).unwrap();
+    let map = v["WORKER_RESPONSES"]["map"].as_object().unwrap();
+    assert_eq!(map.len(), 3);
+    for (who, content) in map {
+        assert!(content.to_string().contains("survivor"), "{who} has the full state");
+    }
+    // no zombie: the dead worker's /proc entry is gone
+    assert!(!Path::new(&format!("/proc/{}", before[0])).exists(), "worker reaped");
+    assert!(after.contains(&before[1]));
+}
+
+#[test]
+fn clients_connecting_and_leaving_leave_no_fd_behind() {
+    let m = Master::start("fds", "");
+    m.ok(&["status"]);
+    let baseline = count_fds(m.pid());
+    for i in 0..1000 {
+        let mut raw = m.raw();
+        if i % 10 == 0 {
+            raw.send(&R::CountRequests(CountRequests {}).into());
+            raw.terminal();
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while count_fds(m.pid()) != baseline && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count_fds(m.pid()), baseline);
+}
+
+#[test]
+fn an_unlisted_uid_is_refused_and_audited_and_hostile_ids_are_sanitized() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run a client as uid 65534");
+        return;
+    }
+    let m = Master::start("uids", "command_allowed_uids = [0]");
+    // let uid 65534 reach the socket at all (the master makes it 0600)
+    std::fs::set_permissions(m.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(SOZU)
+        .arg("-c")
+        .arg(&m.config)
+        .args(["cluster", "add", "-i", "intruder"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unauthorized: actor UID 65534 not in command_allowed_uids"), "{stderr}");
+    // root is allowed; an id with control bytes and column smuggling is recorded safely
+    m.ok(&["cluster", "add", "-i", "evil\n[x] AUDIT, result=ok"]);
+    let text = std::fs::read_to_string(m.dir.join("audit.log")).unwrap();
+    assert!(text.contains("verb=request_refused") && text.contains("actor_uid=65534"), "{text}");
+    assert!(!text.contains("cluster:intruder\n") || text.contains("error_code=unauthorized"));
+    for line in text.lines() {
+        assert!(line.starts_with('['), "every line is a record: {line:?}");
+        assert_eq!(line.matches("\tAUDIT\t").count(), 1);
+    }
+    assert!(text.contains("evil??x?"), "{text}");
+    let verify = Command::new(SOZU).args(["audit", "verify"]).arg(m.dir.join("audit.json")).output().unwrap();
+    assert!(verify.status.success());
+}
+
+#[test]
+fn a_second_master_refuses_to_start_and_boot_errors_leave_nothing_behind() {
+    let m = Master::start("twice", "");
+    let out = Command::new(SOZU).args(["start", "-c"]).arg(&m.config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    assert!(m.ok(&["status"]).contains("RUNNING"), "the first master is untouched");
+
+    // a bad configuration: clear message, non-zero exit, no socket
+    let dir = m.dir.join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c.toml"), "command_socket = \"s.sock\"\nworker_count = 0\n").unwrap();
+    let out = Command::new(SOZU).args(["start", "-c"]).arg(dir.join("c.toml")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("worker_count"));
+    assert!(!dir.join("s.sock").exists());
+    // a listener that cannot be bound: no socket, no pid file, no child left
+    std::fs::write(
+        dir.join("c2.toml"),
+        format!("command_socket = \"s2.sock\"\npid_file_path = \"p\"\n[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:{}\"\n", m.http_port),
+    )
+    .unwrap();
+    let out = Command::new(SOZU).args(["start", "-c"]).arg(dir.join("c2.toml")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot bind listener"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("s2.sock").exists() && !dir.join("p").exists());
+}
+
+#[test]
+fn the_cli_names_the_socket_when_no_master_runs() {
+    let dir = std::env::temp_dir().join(format!("sozu-e2e-nomaster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c.toml"), "command_socket = \"none.sock\"\n").unwrap();
+    let out = Command::new(SOZU).arg("-c").arg(dir.join("c.toml")).arg("status").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("none.sock") && stderr.contains("is sozu running?"), "{stderr}");
+}
+
+#[test]
+fn a_corrupt_state_file_changes_nothing() {
+    let m = Master::start("corrupt", "");
+    let path = m.dir.join("bad.state");
+    std::fs::write(&path, b"{\"id\":\"SAVE-0\",\"content\":{\"request_type\":{\"ADD_CLUSTER\":{\"cluster_id\":\"x\",\"sticky_session\":false,\"https_redirect\":false,\"load_balancing\":0}}}}\n\0garbage").unwrap();
+    let before = m.ok(&["-j", "cluster", "list"]);
+    let err = m.fails(&["state", "load", "-f", path.to_str().unwrap()]);
+    assert!(err.contains("record 1") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(m.ok(&["-j", "cluster", "list"]), before);
+}
