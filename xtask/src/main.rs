@@ -90,8 +90,15 @@ fn build() -> Result {
 
 fn bench(args: &[String]) -> Result {
     let out = root().join("docs/BENCHMARKS.md");
+    build()?;
+    let sozu = root().join("target/release/sozu");
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "--locked", "-p", "sozu-bench", "--"]).arg("--out").arg(&out).args(args);
+    cmd.args(["run", "--release", "--locked", "-p", "sozu-bench", "--"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--sozu")
+        .arg(&sozu)
+        .args(args);
     run("benchmarks", &mut cmd)?;
     eprintln!("xtask: wrote {}", out.display());
     Ok(())

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 mod audit;
 mod channel;
+mod master;
 mod state;
 
 /// One measured row: what, our figure, the baseline's, and the ratio.
@@ -49,7 +50,12 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).cloned();
 
-    let sections = vec![channel::run(quick), audit::run(quick), state::run(quick)];
+    let sozu = args.iter().position(|a| a == "--sozu").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
+    let mut sections = vec![channel::run(quick), audit::run(quick), state::run(quick)];
+    match &sozu {
+        Some(path) => sections.push(master::run(path, quick)),
+        None => eprintln!("no --sozu PATH: the master benchmarks are skipped"),
+    }
 
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");

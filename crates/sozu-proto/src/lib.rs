@@ -23,10 +23,12 @@ pub mod command {
 }
 
 mod addr;
+mod encoded;
 mod names;
 
 pub use addr::AddressError;
 pub use command::*;
+pub use encoded::EncodedWorkerRequest;
 pub use names::{request_name, verb_name, verb_tag};
 
 /// Re-export of prost's `Message` trait, for `encode_to_vec` and `decode`.

@@ -145,9 +145,23 @@ pub struct Loaded {
 /// All-or-nothing: any unparseable or inapplicable record, a record over
 /// `max_record` bytes, a missing final `\n\0` or bytes after it, is an error naming the
 /// record, and `state` is untouched. Memory is bounded by `max_record` plus one read.
-pub fn load(state: &ConfigState, mut reader: impl Read, max_record: usize) -> Result<Loaded, LoadError> {
-    let mut staged = state.clone();
+pub fn load(state: &ConfigState, reader: impl Read, max_record: usize) -> Result<Loaded, LoadError> {
     let mut requests = Vec::new();
+    let state = load_each(state, reader, max_record, |r| requests.push(r))?;
+    Ok(Loaded { state, requests })
+}
+
+/// [`load`], handing each record that changed the staged state to `each` instead of
+/// collecting them (a caller that encodes them for workers at once never holds them
+/// all as structs). `each` may have been called when an error is returned: the caller
+/// must discard what it got then, as the state is not committed.
+pub fn load_each(
+    state: &ConfigState,
+    mut reader: impl Read,
+    max_record: usize,
+    mut each: impl FnMut(Request),
+) -> Result<ConfigState, LoadError> {
+    let mut staged = state.clone();
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut base: u64 = 0; // file offset of buf[0]
@@ -173,7 +187,7 @@ pub fn load(state: &ConfigState, mut reader: impl Read, max_record: usize) -> Re
                             "the header declares {count} records but the file ends after {seen} (truncated file)"
                         ),
                     }),
-                    _ => Ok(Loaded { state: staged, requests }),
+                    _ => Ok(staged),
                 };
             }
             let reason = if serde_json::from_slice::<WorkerRequest>(&buf).is_ok() {
@@ -223,7 +237,7 @@ pub fn load(state: &ConfigState, mut reader: impl Read, max_record: usize) -> Re
                 offset,
                 reason: format!("{} cannot be applied: {e}", sozu_proto::request_name(&parsed.content)),
             })?;
-            requests.push(parsed.content);
+            each(parsed.content);
             index += 1;
             start = end + 1;
             scanned = start;
@@ -243,10 +257,24 @@ fn too_large(index: usize, offset: u64, max: usize) -> LoadError {
 
 /// [`load`] from the file at `path`.
 pub fn load_file(state: &ConfigState, path: &Path, max_record: usize) -> Result<Loaded, LoadError> {
+    load(state, open(path)?, max_record)
+}
+
+/// [`load_each`] from the file at `path`.
+pub fn load_file_each(
+    state: &ConfigState,
+    path: &Path,
+    max_record: usize,
+    each: impl FnMut(Request),
+) -> Result<ConfigState, LoadError> {
+    load_each(state, open(path)?, max_record, each)
+}
+
+fn open(path: &Path) -> Result<io::BufReader<File>, LoadError> {
     let file = File::open(path).map_err(|e| LoadError {
         index: 0,
         offset: 0,
         reason: format!("cannot open {}: {e}", path.display()),
     })?;
-    load(state, io::BufReader::with_capacity(1 << 16, file), max_record)
+    Ok(io::BufReader::with_capacity(1 << 16, file))
 }

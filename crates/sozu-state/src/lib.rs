@@ -27,5 +27,8 @@ mod state;
 
 pub use cert::fingerprint;
 pub use error::StateError;
-pub use file::{LoadError, Loaded, load, load_file, resolve_path, save, save_atomic, save_records, save_state};
+pub use file::{
+    LoadError, Loaded, load, load_each, load_file, load_file_each, resolve_path, save, save_atomic, save_records,
+    save_state,
+};
 pub use state::{Applied, ConfigState, frontend_key};

@@ -250,8 +250,12 @@ impl Master {
         let ulid = Ulid::new();
         let mut d = describe(request).expect("LoadState is described");
         d.target = format!("file:{}", path.display());
-        let loaded = match sozu_state::load_file(&self.state, &path, self.config.max_command_buffer_size) {
-            Ok(l) => l,
+        let mut encoded = Vec::new();
+        let loaded = sozu_state::load_file_each(&self.state, &path, self.config.max_command_buffer_size, |r| {
+            encoded.push(super::tasks::encode(&r));
+        });
+        let staged = match loaded {
+            Ok(state) => state,
             Err(e) => {
                 let reason = format!("cannot load state from {}: {e}; nothing was changed", path.display());
                 let _ = self.write_attempt(Some(token), ulid, &d, Err((ErrorCode::InvalidInput, reason.clone())), &sha);
@@ -263,8 +267,8 @@ impl Master {
             self.reply(token, Response::failure("refused: the audit record cannot be written"));
             return;
         }
-        let records = loaded.requests.len();
-        self.state = loaded.state;
+        let records = encoded.len();
+        self.state = staged;
         self.state_dirty = true;
         self.emit(EventKind::StateLoaded, None);
         self.reply(
@@ -273,6 +277,6 @@ impl Master {
         );
         let pending = Pending { token: Some(token), request: ulid, described: d, sha };
         let kind = TaskKind::LoadState { path: path.display().to_string(), records };
-        self.scatter(Some(token), kind, &loaded.requests, None, Some(pending));
+        self.scatter_encoded(Some(token), kind, encoded, None, Some(pending));
     }
 }

@@ -5,13 +5,16 @@
 //! timed-out worker is reported as timed out, never as a success.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use prost::Message;
 use std::time::Instant;
 
 use mio::Token;
-use slog::{info, warn};
+use slog::{debug, info, warn};
 use sozu_proto::response_content::ContentType;
 use sozu_proto::{
-    Request, Response, ResponseContent, ResponseStatus, RunState, WorkerInfo, WorkerInfos, WorkerRequest,
+    EncodedWorkerRequest, Request, Response, ResponseContent, ResponseStatus, RunState, WorkerInfo, WorkerInfos,
     WorkerResponse, WorkerResponses,
 };
 
@@ -66,6 +69,19 @@ impl Master {
         only: Option<u32>,
         audit: Option<Pending>,
     ) -> u64 {
+        self.scatter_encoded(client, kind, requests.iter().map(encode).collect(), only, audit)
+    }
+
+    /// [`scatter`](Self::scatter) of requests already encoded (verb name, bytes): each
+    /// is encoded once and shared by every worker's queue.
+    pub(super) fn scatter_encoded(
+        &mut self,
+        client: Option<Token>,
+        kind: TaskKind,
+        encoded: Vec<(&'static str, Arc<[u8]>)>,
+        only: Option<u32>,
+        audit: Option<Pending>,
+    ) -> u64 {
         let task_id = self.next_task_id;
         self.next_task_id += 1;
         let now = Instant::now();
@@ -88,12 +104,11 @@ impl Master {
             .collect();
         for worker_id in ids {
             task.asked.push(worker_id);
-            for (index, request) in requests.iter().enumerate() {
-                let id = format!("{}-{worker_id}-{task_id}-{index}", sozu_proto::request_name(request));
-                self.in_flight.insert(id.clone(), task_id);
-                *task.outstanding.entry(worker_id).or_default() += 1;
-                if let Some(w) = self.workers.get_mut(&worker_id) {
-                    w.outbox.push_back(WorkerRequest { id, content: request.clone() });
+            task.outstanding.insert(worker_id, encoded.len());
+            if let Some(w) = self.workers.get_mut(&worker_id) {
+                for (index, (name, content)) in encoded.iter().enumerate() {
+                    let id = format!("{name}-{worker_id}-{task_id}-{index}");
+                    w.outbox.push_back(EncodedWorkerRequest { id, content: Arc::clone(content) });
                 }
             }
             self.pump_worker(worker_id);
@@ -114,11 +129,13 @@ impl Master {
         if ResponseStatus::try_from(response.status) == Ok(ResponseStatus::Processing) {
             return;
         }
-        let Some(task_id) = self.in_flight.remove(&response.id) else {
+        let task_id =
+            task_of(&response.id).filter(|t| self.tasks.get(t).is_some_and(|t| t.outstanding.contains_key(&worker_id)));
+        let Some(task_id) = task_id else {
             if let Some(ContentType::Event(event)) = response.content.as_ref().and_then(|c| c.content_type.clone()) {
                 self.forward_event(&worker_id.to_string(), event);
             } else {
-                warn!(self.log, "worker {worker_id}: answer to an unknown request {}", response.id);
+                debug!(self.log, "worker {worker_id}: answer to a request no task waits for: {}", response.id);
             }
             return;
         };
@@ -143,8 +160,6 @@ impl Master {
 
     /// A worker is gone: its share of every task is "worker died", at once.
     pub(super) fn fail_worker_tasks(&mut self, worker_id: u32) {
-        let wid = worker_id.to_string();
-        self.in_flight.retain(|id, _| worker_of(id) != Some(wid.as_str()));
         let done: Vec<u64> = self
             .tasks
             .iter_mut()
@@ -177,7 +192,6 @@ impl Master {
                 task.failures.insert(*w, format!("timed out after {secs} s"));
             }
         }
-        self.in_flight.retain(|_, t| *t != task_id);
         let failed: Vec<String> = task.failures.iter().map(|(w, m)| format!("{w}: {m}")).collect();
         let answered_ok = task.contents.len();
         let response = match &task.kind {
@@ -304,7 +318,12 @@ impl Master {
     }
 }
 
-/// The worker id inside a request id `<Verb>-<worker>-<task>-<index>`.
-fn worker_of(id: &str) -> Option<&str> {
-    id.rsplitn(3, '-').nth(2).and_then(|rest| rest.rsplit_once('-')).map(|(_, w)| w)
+/// A request's verb name and encoding, for [`Master::scatter_encoded`].
+pub(super) fn encode(request: &Request) -> (&'static str, Arc<[u8]>) {
+    (sozu_proto::request_name(request), Arc::from(request.encode_to_vec()))
+}
+
+/// The task id inside a request id `<Verb>-<worker>-<task>-<index>`.
+fn task_of(id: &str) -> Option<u64> {
+    id.rsplit('-').nth(1)?.parse().ok()
 }

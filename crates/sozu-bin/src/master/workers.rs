@@ -15,7 +15,9 @@ use prost::Message;
 use slog::{error, info, warn};
 use sozu_channel::{BlockingChannel, Channel, ChannelError, FrameError};
 use sozu_proto::request::RequestType as R;
-use sozu_proto::{EventKind, InitialState, RunState, ServerConfig, Status, WorkerRequest, WorkerResponse};
+use sozu_proto::{
+    EncodedWorkerRequest, EventKind, InitialState, RunState, ServerConfig, Status, WorkerRequest, WorkerResponse,
+};
 use sozu_scm_socket::ScmSocket;
 
 use super::server::Master;
@@ -28,9 +30,9 @@ const RELAUNCH_DELAY: Duration = Duration::from_millis(500);
 pub(crate) struct WorkerSession {
     pub pid: i32,
     pub token: Token,
-    pub channel: Channel<WorkerRequest, WorkerResponse>,
+    pub channel: Channel<EncodedWorkerRequest, WorkerResponse>,
     /// Requests not yet in the channel's buffer (backpressure).
-    pub outbox: VecDeque<WorkerRequest>,
+    pub outbox: VecDeque<EncodedWorkerRequest>,
     pub run_state: RunState,
     pub child: Child,
     /// The master's end of the SCM socket (listeners go back and forth on it).
@@ -135,7 +137,7 @@ impl Master {
         boot.send(&self.server_config()).map_err(|e| anyhow::anyhow!("worker {id}: sending its configuration: {e}"))?;
         let scm = ScmSocket::new(master_scm)?;
         scm.send_listeners(&self.listeners).map_err(|e| anyhow::anyhow!("worker {id}: sending listeners: {e}"))?;
-        let mut channel = boot.into_nonblocking::<WorkerRequest, WorkerResponse>()?;
+        let mut channel = boot.into_nonblocking::<EncodedWorkerRequest, WorkerResponse>()?;
         let token = self.token();
         self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
         self.worker_tokens.insert(token, id);

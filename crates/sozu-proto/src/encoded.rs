@@ -1,0 +1,74 @@
+//! A `WorkerRequest` whose content was encoded once, to send the same request to many
+//! workers without re-encoding or cloning it.
+
+use std::sync::Arc;
+
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint, key_len, skip_field};
+
+/// Encodes exactly like `WorkerRequest { id, content }` (field 1: id, field 2: the
+/// content's bytes as an embedded message). Sending only: decoding skips every field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncodedWorkerRequest {
+    /// The request id (`<Verb>-<worker>-<task>-<index>`).
+    pub id: String,
+    /// The protobuf encoding of the `Request`.
+    pub content: Arc<[u8]>,
+}
+
+impl prost::Message for EncodedWorkerRequest {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        prost::encoding::string::encode(1, &self.id, buf);
+        encode_key(2, WireType::LengthDelimited, buf);
+        encode_varint(self.content.len() as u64, buf);
+        buf.put_slice(&self.content);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        prost::encoding::string::encoded_len(1, &self.id)
+            + key_len(2)
+            + encoded_len_varint(self.content.len() as u64)
+            + self.content.len()
+    }
+
+    fn clear(&mut self) {
+        self.id.clear();
+        self.content = Arc::from(Vec::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::request::RequestType;
+    use crate::{Request, Status, WorkerRequest};
+
+    #[test]
+    fn encodes_like_a_worker_request() {
+        let content: Request = RequestType::SaveState("/some/path".into()).into();
+        let plain = WorkerRequest { id: "SaveState-0-1-2".into(), content: content.clone() };
+        let shared = EncodedWorkerRequest { id: plain.id.clone(), content: content.encode_to_vec().into() };
+        assert_eq!(shared.encode_to_vec(), plain.encode_to_vec());
+        assert_eq!(shared.encoded_len(), plain.encoded_len());
+        let empty = EncodedWorkerRequest {
+            id: "x".into(),
+            content: Request::from(RequestType::Status(Status {})).encode_to_vec().into(),
+        };
+        assert_eq!(
+            WorkerRequest::decode(empty.encode_to_vec().as_slice()).unwrap().content,
+            RequestType::Status(Status {}).into()
+        );
+    }
+}
