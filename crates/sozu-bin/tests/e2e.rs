@@ -31,6 +31,12 @@ struct Master {
 
 impl Master {
     fn start(name: &str, extra: &str) -> Master {
+        Self::start_with(name, extra, 10)
+    }
+
+    /// With `worker_timeout = timeout` seconds (short only where a test needs it: a
+    /// loaded CI machine can take more than a second to answer).
+    fn start_with(name: &str, extra: &str, timeout: u32) -> Master {
         let dir = std::env::temp_dir().join(format!("sozu-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -42,7 +48,7 @@ impl Master {
             format!(
                 r#"command_socket = "sozu.sock"
 worker_count = 2
-worker_timeout = 1
+worker_timeout = {timeout}
 saved_state = "saved.state"
 audit_logs_target = "audit.log"
 audit_logs_json_target = "audit.json"
@@ -336,7 +342,7 @@ fn events_stream_from_subscribe_then_each_change_once() {
 
 #[test]
 fn a_stopped_worker_is_reported_not_answering_within_worker_timeout() {
-    let m = Master::start("sigstop", "");
+    let m = Master::start_with("sigstop", "", 1);
     let pids = m.worker_pids();
     let victim = nix::unistd::Pid::from_raw(pids[1]);
     nix::sys::signal::kill(victim, nix::sys::signal::SIGSTOP).unwrap();
