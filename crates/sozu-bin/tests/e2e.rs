@@ -494,3 +494,70 @@ fn a_corrupt_state_file_changes_nothing() {
     assert!(err.contains("record 1") && err.contains("nothing was changed"), "{err}");
     assert_eq!(m.ok(&["-j", "cluster", "list"]), before);
 }
+
+#[test]
+fn reload_applies_additions_changes_and_removals_and_a_broken_file_changes_nothing() {
+    let m = Master::start("reload", "");
+    m.ok(&["cluster", "add", "-i", "runtime-only"]);
+    let original = std::fs::read_to_string(&m.config).unwrap();
+    // web's backend changes, a new cluster appears, runtime-only goes away
+    let changed = original.replace("127.0.0.1:9001", "127.0.0.1:9002")
+        + "\n[clusters.added]\nprotocol = \"http\"\nbackends = [{ address = \"127.0.0.1:9003\" }]\n";
+    std::fs::write(&m.config, &changed).unwrap();
+    let out = m.ok(&["reload"]);
+    assert!(out.contains("cluster:added") && out.contains("cluster:runtime-only"), "{out}");
+    let web = m.ok(&["cluster", "list", "-i", "web"]);
+    assert!(web.contains("127.0.0.1:9002") && !web.contains("127.0.0.1:9001"), "{web}");
+    assert!(m.ok(&["cluster", "list", "-i", "added"]).contains("cluster added"));
+    assert!(!m.ok(&["-j", "cluster", "list"]).contains("runtime-only"));
+
+    // a broken file: the answer says why, and nothing changes
+    let before = m.ok(&["-j", "cluster", "list"]);
+    std::fs::write(&m.config, changed.replace("protocol = \"http\"\nbackends", "protocol = \"gopher\"\nbackends"))
+        .unwrap();
+    let err = m.fails(&["reload"]);
+    assert!(err.contains("nothing changed") && err.contains("gopher"), "{err}");
+    assert_eq!(m.ok(&["-j", "cluster", "list"]), before);
+
+    // SIGHUP reloads the file the master started with
+    std::fs::write(&m.config, &original).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(m.pid() as i32), nix::sys::signal::SIGHUP).unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while m.ok(&["-j", "cluster", "list"]).contains("\"added\"") {
+        assert!(Instant::now() < end, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_crash_looping_worker_is_relaunched_with_growing_delays_then_given_up() {
+    let m = Master::start(
+        "crashloop",
+        "worker_restart_delay_ms = 100\nworker_max_restarts = 2\nworker_restart_window = 60",
+    );
+    let mut victim = m.worker_pids()[0];
+    let mut relaunched_after = Vec::new();
+    for round in 0..3 {
+        let killed_at = Instant::now();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::SIGKILL).unwrap();
+        if round == 2 {
+            break;
+        }
+        let survivors: Vec<i32> = m.worker_pids().into_iter().filter(|p| *p != victim).collect();
+        let end = Instant::now() + Duration::from_secs(10);
+        victim = loop {
+            let pids = m.worker_pids();
+            if pids.len() == 2 && !pids.contains(&victim) {
+                break *pids.iter().find(|p| !survivors.contains(p)).expect("a new worker");
+            }
+            assert!(Instant::now() < end, "no relaunch");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        relaunched_after.push(killed_at.elapsed());
+    }
+    assert!(relaunched_after[1] > relaunched_after[0], "the delay grows: {relaunched_after:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = m.ok(&["status"]);
+    assert!(status.contains("1 worker slot(s) FAILED"), "{status}");
+    assert_eq!(m.worker_pids().len(), 1, "given up: not relaunched");
+}

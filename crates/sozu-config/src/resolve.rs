@@ -88,6 +88,14 @@ pub struct Config {
     pub worker_automatic_restart: bool,
     /// Deadline of a task sent to workers.
     pub worker_timeout: Duration,
+    /// First delay before relaunching a crashed worker; doubles with each crash.
+    pub worker_restart_delay: Duration,
+    /// Ceiling of that delay.
+    pub worker_restart_max_delay: Duration,
+    /// Crashes tolerated within `worker_restart_window` before giving up on a slot.
+    pub worker_max_restarts: u32,
+    /// The window crashes are counted in (a stable period resets the count).
+    pub worker_restart_window: Duration,
     /// CLI per-answer timeout.
     pub ctl_command_timeout: Duration,
     /// Initial channel buffer size.
@@ -237,6 +245,22 @@ impl Config {
             worker_count: int("worker_count", file.worker_count, 2, "1 to 65535")?,
             worker_automatic_restart: file.worker_automatic_restart.unwrap_or(true),
             worker_timeout: Duration::from_secs(positive("worker_timeout", file.worker_timeout, 10)?),
+            worker_restart_delay: Duration::from_millis(positive(
+                "worker_restart_delay_ms",
+                file.worker_restart_delay_ms,
+                500,
+            )?),
+            worker_restart_max_delay: Duration::from_millis(positive(
+                "worker_restart_max_delay_ms",
+                file.worker_restart_max_delay_ms,
+                30_000,
+            )?),
+            worker_max_restarts: int("worker_max_restarts", file.worker_max_restarts, 10, "0 to 4294967295")?,
+            worker_restart_window: Duration::from_secs(positive(
+                "worker_restart_window",
+                file.worker_restart_window,
+                60,
+            )?),
             ctl_command_timeout: Duration::from_millis(int(
                 "ctl_command_timeout",
                 file.ctl_command_timeout,
@@ -265,6 +289,31 @@ impl Config {
             unknown,
         })
         .and_then(|c| if c.worker_count == 0 { Err(err("worker_count", "must be at least 1")) } else { Ok(c) })
+    }
+
+    /// What a client needs (the socket, timeouts, buffer sizes), read leniently: the rest
+    /// of the file may be invalid (a client must still reach the master to reload a
+    /// fixed file or read why it was refused). Only unreadable TOML is an error.
+    pub fn load_client(path: &Path) -> Result<Config, ConfigError> {
+        if let Ok(full) = Self::load(path) {
+            return Ok(full);
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), format!("cannot read the configuration file: {e}")))?;
+        let table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| err(path.display().to_string(), format!("invalid TOML: {e}")))?;
+        let mut minimal = toml::Table::new();
+        for key in ["command_socket", "ctl_command_timeout", "command_buffer_size", "max_command_buffer_size"] {
+            if let Some(v) = table.get(key) {
+                minimal.insert(key.into(), v.clone());
+            }
+        }
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(|e| err("", e.to_string()))?.join(path)
+        };
+        Self::parse(&minimal.to_string(), &absolute)
     }
 
     /// Keys present in the file that this version does not know, as dotted paths.

@@ -72,7 +72,7 @@ impl Client {
 
 /// Runs a client command. Returns the process exit status.
 pub fn run(cli: &Cli, config_path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = Config::load_client(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut client = Client::connect(&config, cli.timeout)?;
     if let Command::Events = cli.command {
         client.channel.send(&sozu_proto::request::RequestType::SubscribeEvents(Default::default()).into())?;

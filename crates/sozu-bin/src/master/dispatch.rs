@@ -105,6 +105,10 @@ impl Master {
                 );
                 self.begin_stop(Some(token), hard);
             }
+            R::ReloadConfiguration(path) => {
+                let path = path.clone();
+                self.reload(Some(token), &path);
+            }
             R::QueryClusterById(id) => {
                 let vec = self.state.cluster_information(id).into_iter().collect();
                 let main = Some(ContentType::Clusters(ClusterInformations { vec }).into());

@@ -2,6 +2,7 @@
 
 mod dispatch;
 mod records;
+mod reload;
 mod server;
 mod tasks;
 mod workers;

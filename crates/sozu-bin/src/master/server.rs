@@ -92,6 +92,10 @@ pub struct Master {
     pub(super) stopping: Option<Stopping>,
     pub(super) boot_task: Option<u64>,
     pub(super) relaunch_at: Vec<Instant>,
+    /// Unexpected worker deaths within the restart window.
+    pub(super) recent_crashes: VecDeque<Instant>,
+    /// Worker slots given up on (crash loop).
+    pub(super) failed_slots: u32,
     pub(super) boot_generation: u32,
 }
 
@@ -141,6 +145,8 @@ impl Master {
             stopping: None,
             boot_task: None,
             relaunch_at: Vec::new(),
+            recent_crashes: VecDeque::new(),
+            failed_slots: 0,
             boot_generation: 0,
         })
     }
@@ -355,7 +361,10 @@ impl Master {
                 SIGCHLD => self.reap_children(),
                 SIGTERM => self.begin_stop(None, false),
                 SIGINT | SIGQUIT => self.begin_stop(None, true),
-                SIGHUP => info!(self.log, "SIGHUP: configuration reload is not supported yet"),
+                SIGHUP => {
+                    info!(self.log, "SIGHUP: reloading the configuration");
+                    self.reload(None, "");
+                }
                 _ => {}
             }
         }

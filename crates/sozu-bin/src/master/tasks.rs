@@ -33,6 +33,8 @@ pub(super) enum TaskKind {
     Metrics,
     /// `LoadState`: records fanned out.
     LoadState { path: String, records: usize },
+    /// A configuration reload: the difference fanned out.
+    Reload { summary: String },
     /// `SoftStop` / `HardStop`.
     Stop { hard: bool },
     /// The first `Status` of workers at boot: readiness.
@@ -218,7 +220,13 @@ impl Master {
                     vec.push(WorkerInfo { id: *id, pid: w.pid, run_state: run_state as i32 });
                 }
                 let content = ContentType::Workers(WorkerInfos { vec });
-                Response::ok("Successfully collected the status of workers", Some(content.into()))
+                let message = match self.failed_slots {
+                    0 => "Successfully collected the status of workers".to_string(),
+                    n => format!(
+                        "Successfully collected the status of workers; {n} worker slot(s) FAILED (crash loop, not relaunched)"
+                    ),
+                };
+                Response::ok(message, Some(content.into()))
             }
             TaskKind::Query { main } => {
                 let mut map: BTreeMap<String, ResponseContent> =
@@ -263,6 +271,16 @@ impl Master {
                 } else {
                     Response::failure(format!(
                         "loading state {path}: applied by the master, failed on workers: {}",
+                        failed.join(", ")
+                    ))
+                }
+            }
+            TaskKind::Reload { summary } => {
+                if failed.is_empty() {
+                    Response::ok(format!("Successfully reloaded the configuration: {summary}"), None)
+                } else {
+                    Response::failure(format!(
+                        "configuration reloaded on the master ({summary}), failed on workers: {}",
                         failed.join(", ")
                     ))
                 }

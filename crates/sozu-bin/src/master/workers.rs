@@ -23,9 +23,6 @@ use sozu_scm_socket::ScmSocket;
 use super::server::Master;
 use super::tasks::TaskKind;
 
-/// Delay before relaunching a worker that died.
-const RELAUNCH_DELAY: Duration = Duration::from_millis(500);
-
 /// The master's side of one worker.
 pub(crate) struct WorkerSession {
     pub pid: i32,
@@ -235,8 +232,36 @@ impl Master {
         }
         self.fail_worker_tasks(id);
         if !expected && self.stopping.is_none() && self.config.worker_automatic_restart {
-            self.relaunch_at.push(Instant::now() + RELAUNCH_DELAY);
+            self.schedule_relaunch(Instant::now());
         }
+    }
+
+    /// Exponential backoff with jitter; gives up on the slot after too many crashes in
+    /// the window (a stable period empties the window).
+    fn schedule_relaunch(&mut self, now: Instant) {
+        let window = self.config.worker_restart_window;
+        self.recent_crashes.retain(|t| now.duration_since(*t) < window);
+        self.recent_crashes.push_back(now);
+        let crashes = self.recent_crashes.len() as u32;
+        if crashes > self.config.worker_max_restarts {
+            self.failed_slots += 1;
+            error!(
+                self.log,
+                "a worker crashed {crashes} times within {} s: giving up on this slot ({} failed)",
+                window.as_secs(),
+                self.failed_slots
+            );
+            self.recent_crashes.clear();
+            return;
+        }
+        let base = self.config.worker_restart_delay;
+        let delay = base.saturating_mul(1 << (crashes - 1).min(20)).min(self.config.worker_restart_max_delay);
+        // ±20 % jitter so that several crashing workers do not restart in lockstep
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let jitter = 0.8 + f64::from(nanos % 1000) / 2500.0;
+        let delay = delay.mul_f64(jitter);
+        info!(self.log, "relaunching a worker in {} ms (crash {crashes} in the window)", delay.as_millis());
+        self.relaunch_at.push(now + delay);
     }
 
     pub(super) fn relaunch_due_workers(&mut self, now: Instant) {
@@ -254,7 +279,7 @@ impl Master {
                 }
                 Err(e) => {
                     error!(self.log, "relaunching a worker failed: {e}");
-                    self.relaunch_at.push(now + RELAUNCH_DELAY * 4);
+                    self.schedule_relaunch(now);
                 }
             }
         }
