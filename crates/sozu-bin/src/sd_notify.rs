@@ -15,3 +15,20 @@ pub fn notify(message: &str) -> std::io::Result<()> {
     socket.send_to_addr(message.as_bytes(), &addr)?;
     Ok(())
 }
+
+/// CLOCK_MONOTONIC in microseconds, for `MONOTONIC_USEC=`.
+pub fn monotonic_usec() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+}
+
+/// The watchdog interval systemd asks for (`WATCHDOG_USEC`, for this pid), if any.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    (usec > 0).then(|| std::time::Duration::from_micros(usec))
+}

@@ -561,3 +561,149 @@ fn a_crash_looping_worker_is_relaunched_with_growing_delays_then_given_up() {
     assert!(status.contains("1 worker slot(s) FAILED"), "{status}");
     assert_eq!(m.worker_pids().len(), 1, "given up: not relaunched");
 }
+
+/// Kills a master the test started by hand if the test fails first.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::SIGINT);
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn the_drain_deadline_holds_and_the_exit_status_says_the_stop_was_not_clean() {
+    let mut m = Master::start("drain", "soft_stop_timeout = 1");
+    let pids = m.worker_pids();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[1]), nix::sys::signal::SIGSTOP).unwrap();
+    let start = Instant::now();
+    let err = m.fails(&["-t", "5000", "shutdown"]);
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(err.contains("drain deadline passed: 1 workers hard-stopped"), "{err}");
+    let mut child = m.child.take().unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2), "not clean");
+    for pid in pids {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} reaped");
+    }
+    assert!(!m.socket().exists());
+}
+
+#[test]
+fn a_hung_worker_is_killed_and_relaunched() {
+    let m = Master::start_with(
+        "hung",
+        "worker_health_check_interval = 1\nworker_health_check_failures = 2\nworker_restart_delay_ms = 50",
+        1,
+    );
+    let pids = m.worker_pids();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::SIGSTOP).unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = m.worker_pids();
+        if now.len() == 2 && !now.contains(&pids[0]) {
+            break;
+        }
+        assert!(Instant::now() < end, "hung worker not replaced: {now:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!Path::new(&format!("/proc/{}", pids[0])).exists(), "killed and reaped");
+}
+
+#[test]
+fn systemd_notify_sequence() {
+    let dir = std::env::temp_dir().join(format!("sozu-e2e-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::fs::write(dir.join("c.toml"), "command_socket = \"s.sock\"\nworker_count = 2\n").unwrap();
+    let child = Command::new(SOZU)
+        .args(["start", "-c"])
+        .arg(dir.join("c.toml"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut seen = Vec::new();
+    let mut watchdogs = 0;
+    let mut take = |want: &str, seen: &mut Vec<String>| loop {
+        let m = next();
+        if m == "WATCHDOG=1" {
+            watchdogs += 1;
+            continue;
+        }
+        seen.push(m.clone());
+        assert!(m.starts_with(want), "expected {want}, got {m:?} after {seen:?}");
+        return m;
+    };
+    assert_eq!(take("READY=1", &mut seen), "READY=1\nSTATUS=2 workers running");
+    let cli = |args: &[&str]| Command::new(SOZU).arg("-c").arg(dir.join("c.toml")).args(args).output().unwrap();
+    assert!(cli(&["reload"]).status.success());
+    assert!(take("RELOADING=1\nMONOTONIC_USEC=", &mut seen).len() > 30);
+    take("READY=1", &mut seen);
+    assert!(cli(&["shutdown"]).status.success());
+    take("STOPPING=1", &mut seen);
+    assert!(child.0.wait().unwrap().success());
+    assert!(watchdogs >= 1, "WATCHDOG=1 sent with WATCHDOG_USEC set");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_hundred_worker_kills_leave_fd_and_process_counts_at_baseline() {
+    let m = Master::start(
+        "kill100",
+        "worker_restart_delay_ms = 1\nworker_restart_max_delay_ms = 20\nworker_max_restarts = 1000",
+    );
+    m.ok(&["status"]);
+    let fds = count_fds(m.pid());
+    let procs = children_of(m.pid()).len();
+    assert_eq!(procs, 2);
+    for _ in 0..100 {
+        let victim = m.worker_pids()[0];
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::SIGKILL).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = m.worker_pids();
+            if pids.len() == 2 && !pids.contains(&victim) {
+                break;
+            }
+            assert!(Instant::now() < end, "no replacement");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while (count_fds(m.pid()) != fds || children_of(m.pid()).len() != procs) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count_fds(m.pid()), fds, "fds back to baseline");
+    assert_eq!(children_of(m.pid()).len(), procs, "no zombie, no extra process");
+}

@@ -96,6 +96,12 @@ pub struct Config {
     pub worker_max_restarts: u32,
     /// The window crashes are counted in (a stable period resets the count).
     pub worker_restart_window: Duration,
+    /// How often each worker is sent a `Status` to detect a hung one (`None`: off).
+    pub worker_health_check_interval: Option<Duration>,
+    /// Consecutive unanswered checks after which a worker is killed and relaunched.
+    pub worker_health_check_failures: u32,
+    /// Drain deadline of a soft stop; remaining workers are then hard-stopped.
+    pub soft_stop_timeout: Duration,
     /// CLI per-answer timeout.
     pub ctl_command_timeout: Duration,
     /// Initial channel buffer size.
@@ -255,6 +261,23 @@ impl Config {
                 file.worker_restart_max_delay_ms,
                 30_000,
             )?),
+            worker_health_check_interval: match int::<u64>(
+                "worker_health_check_interval",
+                file.worker_health_check_interval,
+                0,
+                "seconds, 0 for off",
+            )? {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+            worker_health_check_failures: int::<u32>(
+                "worker_health_check_failures",
+                file.worker_health_check_failures,
+                3,
+                "1 or more",
+            )?
+            .max(1),
+            soft_stop_timeout: Duration::from_secs(int("soft_stop_timeout", file.soft_stop_timeout, 30, "seconds")?),
             worker_max_restarts: int("worker_max_restarts", file.worker_max_restarts, 10, "0 to 4294967295")?,
             worker_restart_window: Duration::from_secs(positive(
                 "worker_restart_window",

@@ -22,8 +22,11 @@ impl Master {
     /// Reloads `path` (empty: the file the master started with).
     pub(super) fn reload(&mut self, token: Option<Token>, path: &str) {
         let path = if path.is_empty() { self.config.config_path.clone() } else { PathBuf::from(path) };
+        let _ =
+            crate::sd_notify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::sd_notify::monotonic_usec()));
         match self.prepare_reload(&path) {
             Err(message) => {
+                let _ = crate::sd_notify::notify("READY=1");
                 warn!(self.log, "reload of {} refused: {message}", path.display());
                 if let Some(t) = token {
                     self.reply(

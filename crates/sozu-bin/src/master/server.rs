@@ -96,6 +96,11 @@ pub struct Master {
     pub(super) recent_crashes: VecDeque<Instant>,
     /// Worker slots given up on (crash loop).
     pub(super) failed_slots: u32,
+    /// Consecutive unanswered health checks, by worker.
+    pub(super) misses: HashMap<u32, u32>,
+    pub(super) next_health_check: Option<Instant>,
+    /// systemd watchdog: interval and next ping.
+    pub(super) watchdog: Option<(Duration, Instant)>,
     pub(super) boot_generation: u32,
 }
 
@@ -147,6 +152,9 @@ impl Master {
             relaunch_at: Vec::new(),
             recent_crashes: VecDeque::new(),
             failed_slots: 0,
+            misses: HashMap::new(),
+            next_health_check: None,
+            watchdog: crate::sd_notify::watchdog_interval().map(|i| (i / 2, Instant::now())),
             boot_generation: 0,
         })
     }
@@ -194,6 +202,8 @@ impl Master {
             self.poll_pending_users();
             self.expire_tasks(Instant::now());
             self.relaunch_due_workers(Instant::now());
+            self.health_checks(Instant::now());
+            self.watchdog(Instant::now());
             self.save_state_if_dirty();
             if let Some(Stopping::Done { clean }) = self.stopping
                 && self.clients.values().all(|c| !c.channel.wants_write())
@@ -208,7 +218,9 @@ impl Master {
         let now = Instant::now();
         let mut next: Option<Instant> = self.tasks.values().filter_map(|t| t.deadline).min();
         let users = self.clients.values().filter_map(|c| c.pending_user.as_ref().map(PendingUser::deadline)).min();
-        for t in [users, self.relaunch_at.iter().min().copied()].into_iter().flatten() {
+        let watchdog = self.watchdog.map(|(_, next)| next);
+        let health = self.config.worker_health_check_interval.and(self.next_health_check);
+        for t in [users, self.relaunch_at.iter().min().copied(), watchdog, health].into_iter().flatten() {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         if matches!(self.stopping, Some(Stopping::Done { .. })) {
@@ -370,6 +382,15 @@ impl Master {
         }
     }
 
+    fn watchdog(&mut self, now: Instant) {
+        if let Some((interval, next)) = &mut self.watchdog
+            && *next <= now
+        {
+            *next = now + *interval;
+            let _ = crate::sd_notify::notify("WATCHDOG=1");
+        }
+    }
+
     fn save_state_if_dirty(&mut self) {
         if !self.state_dirty {
             return;
@@ -393,7 +414,6 @@ impl Master {
         if let Some(pid) = &self.config.pid_file_path {
             let _ = std::fs::remove_file(pid);
         }
-        let _ = crate::sd_notify::notify("STOPPING=1");
         info!(self.log, "master stopped");
     }
 }

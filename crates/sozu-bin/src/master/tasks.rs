@@ -41,6 +41,8 @@ pub(super) enum TaskKind {
     Boot,
     /// The first `Status` of a relaunched worker.
     Relaunch,
+    /// A periodic `Status` to one worker, to detect a hung one.
+    HealthCheck { worker: u32 },
 }
 
 /// A request in progress on workers.
@@ -106,6 +108,9 @@ impl Master {
             .collect();
         for worker_id in ids {
             task.asked.push(worker_id);
+            if encoded.is_empty() {
+                continue;
+            }
             task.outstanding.insert(worker_id, encoded.len());
             if let Some(w) = self.workers.get_mut(&worker_id) {
                 for (index, (name, content)) in encoded.iter().enumerate() {
@@ -143,7 +148,10 @@ impl Master {
         };
         let worker_timeout = self.config.worker_timeout;
         let Some(task) = self.tasks.get_mut(&task_id) else { return };
-        task.deadline = Some(Instant::now() + worker_timeout);
+        if !matches!(task.kind, TaskKind::Stop { .. }) {
+            // progress moves the deadline, except the drain deadline of a stop
+            task.deadline = Some(Instant::now() + worker_timeout);
+        }
         if ResponseStatus::try_from(response.status) == Ok(ResponseStatus::Ok) {
             task.contents.insert(worker_id, response.content);
         } else {
@@ -276,6 +284,8 @@ impl Master {
                 }
             }
             TaskKind::Reload { summary } => {
+                let _ =
+                    crate::sd_notify::notify(&format!("READY=1\nSTATUS={} workers running", self.running_workers()));
                 if failed.is_empty() {
                     Response::ok(format!("Successfully reloaded the configuration: {summary}"), None)
                 } else {
@@ -284,6 +294,20 @@ impl Master {
                         failed.join(", ")
                     ))
                 }
+            }
+            TaskKind::Stop { hard } if timed_out => {
+                for w in task.outstanding.keys() {
+                    if let Some(session) = self.workers.get_mut(w) {
+                        let _ = session.child.kill();
+                    }
+                }
+                self.stopping = Some(Stopping::Done { clean: false });
+                Response::failure(format!(
+                    "{} deadline passed: {} workers hard-stopped, {} closed cleanly; stopping the main process...",
+                    if *hard { "hard stop" } else { "drain" },
+                    task.outstanding.len(),
+                    answered_ok
+                ))
             }
             TaskKind::Stop { hard } => {
                 let message = format!(
@@ -305,6 +329,11 @@ impl Master {
                 Response::ok("", None)
             }
             TaskKind::Relaunch => Response::ok("", None),
+            TaskKind::HealthCheck { worker } => {
+                let worker = *worker;
+                self.health_result(worker, failed.is_empty());
+                Response::ok("", None)
+            }
         };
         if let Some(pending) = task.audit.take() {
             let fanout = audit::Fanout {

@@ -231,6 +231,8 @@ impl Master {
             self.emit(EventKind::WorkerKilled, None);
         }
         self.fail_worker_tasks(id);
+        self.misses.remove(&id);
+        let _ = crate::sd_notify::notify(&format!("STATUS={} workers running", self.running_workers()));
         if !expected && self.stopping.is_none() && self.config.worker_automatic_restart {
             self.schedule_relaunch(Instant::now());
         }
@@ -274,6 +276,7 @@ impl Master {
             match self.launch_worker() {
                 Ok(id) => {
                     self.emit(EventKind::WorkerRelaunched, None);
+                    let _ = crate::sd_notify::notify(&format!("STATUS={} workers running", self.running_workers()));
                     let status: sozu_proto::Request = R::Status(Status {}).into();
                     self.scatter(None, TaskKind::Relaunch, &[status], Some(id), None);
                 }
@@ -311,9 +314,51 @@ impl Master {
         self.relaunch_at.clear();
         let request: sozu_proto::Request =
             if hard { R::HardStop(Default::default()).into() } else { R::SoftStop(Default::default()).into() };
-        self.scatter(client, TaskKind::Stop { hard }, &[request], None, None);
+        let task = self.scatter(client, TaskKind::Stop { hard }, &[request], None, None);
+        let deadline = if hard { self.config.worker_timeout } else { self.config.soft_stop_timeout };
+        if let Some(t) = self.tasks.get_mut(&task) {
+            t.deadline = Some(Instant::now() + deadline);
+        }
         for w in self.workers.values_mut() {
             w.run_state = RunState::Stopping;
+        }
+    }
+}
+
+impl Master {
+    /// Sends a `Status` to every running worker when a health check is due.
+    pub(super) fn health_checks(&mut self, now: Instant) {
+        let Some(interval) = self.config.worker_health_check_interval else { return };
+        if self.next_health_check.is_none_or(|t| t > now) || self.stopping.is_some() {
+            self.next_health_check.get_or_insert(now + interval);
+            return;
+        }
+        self.next_health_check = Some(now + interval);
+        let ids: Vec<u32> =
+            self.workers.iter().filter(|(_, w)| w.run_state == RunState::Running).map(|(id, _)| *id).collect();
+        for id in ids {
+            let status: sozu_proto::Request = R::Status(Status {}).into();
+            self.scatter(None, TaskKind::HealthCheck { worker: id }, &[status], Some(id), None);
+        }
+    }
+
+    /// Result of one health check: a worker that misses too many in a row is killed
+    /// (and relaunched like a crashed one).
+    pub(super) fn health_result(&mut self, worker: u32, answered: bool) {
+        if answered {
+            self.misses.remove(&worker);
+            return;
+        }
+        let misses = self.misses.entry(worker).or_default();
+        *misses += 1;
+        let limit = self.config.worker_health_check_failures;
+        warn!(self.log, "worker {worker} missed {misses} health check(s) in a row (limit {limit})");
+        if *misses >= limit
+            && let Some(w) = self.workers.get_mut(&worker)
+        {
+            error!(self.log, "worker {worker} (pid {}) is hung: killing it", w.pid);
+            let _ = w.child.kill();
+            self.worker_died(worker, "hung: health checks unanswered");
         }
     }
 }
