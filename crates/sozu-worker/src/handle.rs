@@ -3,10 +3,7 @@
 use slog::{info, warn};
 use sozu_proto::request::RequestType as R;
 use sozu_proto::response_content::ContentType;
-use sozu_proto::{
-    ClusterHashes, ClusterInformation, ClusterInformations, ResponseContent, WorkerMetrics, WorkerRequest,
-    WorkerResponse,
-};
+use sozu_proto::{ClusterHashes, ClusterInformations, ResponseContent, WorkerMetrics, WorkerRequest, WorkerResponse};
 
 use crate::Worker;
 
@@ -38,12 +35,7 @@ impl Worker {
                 (ok(Some(ContentType::ClusterHashes(ClusterHashes { map }))), Outcome::Continue)
             }
             R::QueryClusterById(cluster_id) => {
-                let vec = self
-                    .state
-                    .cluster(cluster_id)
-                    .map(|c| ClusterInformation { configuration: Some(c.clone()), ..Default::default() })
-                    .into_iter()
-                    .collect();
+                let vec = self.state.cluster_information(cluster_id).into_iter().collect();
                 (ok(Some(ContentType::Clusters(ClusterInformations { vec }))), Outcome::Continue)
             }
             R::QueryMetrics(_) => (ok(Some(ContentType::WorkerMetrics(WorkerMetrics::default()))), Outcome::Continue),

@@ -51,19 +51,22 @@ impl Master {
                     .iter()
                     .map(|(id, w)| WorkerInfo { id: *id, pid: w.pid, run_state: w.run_state as i32 })
                     .collect();
-                self.reply(token, Response::ok("", Some(ContentType::Workers(WorkerInfos { vec }).into())));
+                self.reply(
+                    token,
+                    Response::ok("List of workers", Some(ContentType::Workers(WorkerInfos { vec }).into())),
+                );
             }
             R::ListFrontends(filters) => {
                 let content = ContentType::FrontendList(self.state.listed_frontends(filters));
-                self.reply(token, Response::ok("", Some(content.into())));
+                self.reply(token, Response::ok("List of frontends", Some(content.into())));
             }
             R::ListListeners(_) => {
                 let content = ContentType::ListenersList(self.state.listeners_list());
-                self.reply(token, Response::ok("", Some(content.into())));
+                self.reply(token, Response::ok("List of listeners", Some(content.into())));
             }
             R::CountRequests(_) => {
                 let content = ContentType::RequestCounts(RequestCounts { map: self.request_counts.clone() });
-                self.reply(token, Response::ok("", Some(content.into())));
+                self.reply(token, Response::ok("Count of requests received, by verb", Some(content.into())));
             }
             R::SaveState(path) => {
                 let path = path.clone();

@@ -218,6 +218,18 @@ impl Master {
 
     /// A worker is gone: reap it, tell its tasks, drop its session, maybe relaunch.
     pub(super) fn worker_died(&mut self, id: u32, why: &str) {
+        // answers the worker wrote before exiting are still in the socket: route them
+        // first (SIGCHLD can be handled before the channel's readable event)
+        let mut answers = Vec::new();
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.channel.handle_readable();
+            while let Ok(Some(answer)) = w.channel.poll_message() {
+                answers.push(answer);
+            }
+        }
+        for answer in answers {
+            self.worker_answer(id, answer);
+        }
         let Some(mut w) = self.workers.remove(&id) else { return };
         self.worker_tokens.remove(&w.token);
         let _ = self.poll.registry().deregister(w.channel.stream_mut());
