@@ -707,3 +707,34 @@ fn a_hundred_worker_kills_leave_fd_and_process_counts_at_baseline() {
     assert_eq!(count_fds(m.pid()), fds, "fds back to baseline");
     assert_eq!(children_of(m.pid()).len(), procs, "no zombie, no extra process");
 }
+
+#[test]
+fn a_large_load_state_through_small_buffers_is_fully_acknowledged() {
+    // buffers far smaller than the fan-out: both directions must apply backpressure
+    let m = Master::start("bigload", "command_buffer_size = 16384\nmax_command_buffer_size = 65536");
+    let mut state = sozu_state::ConfigState::new();
+    for i in 0..3000 {
+        let id = format!("c{i}");
+        state.dispatch(&R::AddCluster(Cluster { cluster_id: id.clone(), ..Default::default() }).into()).unwrap();
+        let backend = AddBackend {
+            cluster_id: id.clone(),
+            backend_id: format!("{id}-b"),
+            address: std::net::SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 80)).into(),
+            ..Default::default()
+        };
+        state.dispatch(&R::AddBackend(backend).into()).unwrap();
+    }
+    let path = m.dir.join("big.state");
+    sozu_state::save_atomic(&path, &state).unwrap();
+    let out = m.ok(&["-t", "60000", "state", "load", "-f", path.to_str().unwrap()]);
+    assert!(out.contains("12000 ok messages, 0 errors"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list", "-i", "c2999"])).unwrap();
+    let map = v["WORKER_RESPONSES"]["map"].as_object().unwrap();
+    assert!(map["main"].to_string().contains("c2999-b"));
+    assert_eq!(map["0"], map["main"]);
+    assert_eq!(map["1"], map["main"]);
+    // an answer larger than the maximum is refused with a clear error, not a hang
+    let err = m.fails(&["cluster", "list"]);
+    assert!(err.contains("the answer does not fit"), "{err}");
+    assert!(m.ok(&["status"]).contains("RUNNING"));
+}

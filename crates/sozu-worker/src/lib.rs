@@ -20,6 +20,7 @@
 mod handle;
 
 use std::fs::File;
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
@@ -28,7 +29,7 @@ use std::time::Duration;
 use mio::{Events, Interest, Poll, Token};
 use prost::Message;
 use slog::{Logger, error, info, warn};
-use sozu_channel::{BlockingChannel, Channel, ChannelError, Limits};
+use sozu_channel::{BlockingChannel, Channel, ChannelError, FrameError, Limits};
 use sozu_proto::{InitialState, ServerConfig, WorkerRequest, WorkerResponse};
 use sozu_scm_socket::{Listeners, ScmSocket, adopt_inherited_fd};
 use sozu_state::ConfigState;
@@ -115,14 +116,30 @@ impl Worker {
         poll.registry().register(channel.stream_mut(), Token(0), Interest::READABLE | Interest::WRITABLE)?;
         let mut events = Events::with_capacity(16);
         let mut stopping = false;
+        // answers not yet in the channel: while there are any, no new request is read
+        // (backpressure: a master sending faster than it reads never loses an answer)
+        let mut outbox: VecDeque<WorkerResponse> = VecDeque::new();
         loop {
             loop {
+                while let Some(answer) = outbox.front() {
+                    match channel.send(answer) {
+                        Ok(()) => {
+                            outbox.pop_front();
+                        }
+                        Err(ChannelError::Frame(FrameError::WriteBufferFull { .. })) => break,
+                        Err(e) => {
+                            error!(self.log, "cannot answer {}: {e}", answer.id);
+                            outbox.pop_front();
+                        }
+                    }
+                }
+                if !outbox.is_empty() || stopping {
+                    break;
+                }
                 match channel.poll_message() {
                     Ok(Some(request)) => {
                         let (response, outcome) = self.handle(request);
-                        if let Err(e) = channel.send(&response) {
-                            error!(self.log, "cannot answer {}: {e}", response.id);
-                        }
+                        outbox.push_back(response);
                         if outcome == Outcome::Stop {
                             stopping = true;
                         }
@@ -135,17 +152,14 @@ impl Worker {
                     Err(ChannelError::Frame(e)) => {
                         // answer nothing we cannot match; a bad frame from the master is a bug
                         error!(self.log, "worker {}: bad frame from the master: {e}", self.id);
-                        if matches!(
-                            e,
-                            sozu_channel::FrameError::TooLarge { .. } | sozu_channel::FrameError::Truncated { .. }
-                        ) {
+                        if matches!(e, FrameError::TooLarge { .. } | FrameError::Truncated { .. }) {
                             return Err(io::Error::other(e.to_string()));
                         }
                     }
                     Err(e) => return Err(io::Error::other(e.to_string())),
                 }
             }
-            if stopping && channel.flush().unwrap_or(true) {
+            if stopping && outbox.is_empty() && channel.flush().unwrap_or(true) {
                 info!(self.log, "worker {} stopped", self.id);
                 return Ok(());
             }
