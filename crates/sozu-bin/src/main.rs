@@ -42,7 +42,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Command::Worker { id, fd, scm, configuration_state_fd, command_buffer_size, max_command_buffer_size } => {
-            let (log, _) = logging::build("info", "stdout", false, &format!("WRK-{id:02}"))?;
+            let (log, level) = logging::build("info", "stdout", false, &format!("WRK-{id:02}"))?;
+            let set_level: sozu_worker::SetLevel = Box::new(move |filter| level.set(filter).map(drop));
             let args = sozu_worker::WorkerArgs {
                 id: *id,
                 channel_fd: *fd,
@@ -51,7 +52,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 command_buffer_size: *command_buffer_size,
                 max_command_buffer_size: max_command_buffer_size.unwrap_or(command_buffer_size * 2),
             };
-            sozu_worker::run(&args, &log)?;
+            sozu_worker::run(&args, &log, set_level)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { cmd: ConfigCmd::Check { strict } } => {

@@ -386,6 +386,8 @@ fn a_killed_worker_is_replaced_with_the_full_state_and_reaped() {
     // no zombie: the dead worker's /proc entry is gone
     assert!(!Path::new(&format!("/proc/{}", before[0])).exists(), "worker reaped");
     assert!(after.contains(&before[1]));
+    let audit = std::fs::read_to_string(m.dir.join("audit.log")).unwrap();
+    assert!(audit.contains("verb=worker_killed") && audit.contains(&format!("pid:{}", before[0])), "{audit}");
 }
 
 #[test]

@@ -318,9 +318,6 @@ impl Config {
     /// of the file may be invalid (a client must still reach the master to reload a
     /// fixed file or read why it was refused). Only unreadable TOML is an error.
     pub fn load_client(path: &Path) -> Result<Config, ConfigError> {
-        if let Ok(full) = Self::load(path) {
-            return Ok(full);
-        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(path.display().to_string(), format!("cannot read the configuration file: {e}")))?;
         let table: toml::Table =

@@ -43,10 +43,13 @@ impl Worker {
                 Ok(()) => (ok(None), Outcome::Continue),
                 Err(e) => (WorkerResponse::failure(id, format!("cannot return listeners: {e}")), Outcome::Continue),
             },
-            R::Logging(filter) => {
-                info!(self.log, "worker {} logging filter set to {filter}", self.id);
-                (ok(None), Outcome::Continue)
-            }
+            R::Logging(filter) => match (self.set_level)(filter) {
+                Ok(()) => {
+                    info!(self.log, "worker {} log level set to {filter}", self.id);
+                    (ok(None), Outcome::Continue)
+                }
+                Err(e) => (WorkerResponse::failure(id, e), Outcome::Continue),
+            },
             _ => match self.state.dispatch(&request.content) {
                 Ok(_) => (ok(None), Outcome::Continue),
                 Err(e) => {

@@ -19,8 +19,8 @@
 
 mod handle;
 
-use std::fs::File;
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
@@ -56,8 +56,11 @@ pub struct WorkerArgs {
     pub max_command_buffer_size: usize,
 }
 
+/// Changes the worker's log level at run time (the `Logging` verb); returns an error
+/// message for an invalid filter.
+pub type SetLevel = Box<dyn Fn(&str) -> Result<(), String>>;
+
 /// A running worker's state (exposed for tests and the data plane).
-#[derive(Debug)]
 pub struct Worker {
     /// This worker's id.
     pub id: u32,
@@ -70,6 +73,13 @@ pub struct Worker {
     /// The SCM socket, to give listeners back.
     pub scm: ScmSocket,
     log: Logger,
+    set_level: SetLevel,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("id", &self.id).field("listeners", &self.listeners.len()).finish_non_exhaustive()
+    }
 }
 
 fn boot_error(step: &str, e: impl std::fmt::Display) -> io::Error {
@@ -77,7 +87,7 @@ fn boot_error(step: &str, e: impl std::fmt::Display) -> io::Error {
 }
 
 /// Boots and runs a worker until it is told to stop or the master goes away.
-pub fn run(args: &WorkerArgs, log: &Logger) -> io::Result<()> {
+pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<()> {
     let limits = Limits::new(args.command_buffer_size, args.max_command_buffer_size);
     let channel = UnixStream::from(adopt_inherited_fd(args.channel_fd)?);
     let scm = ScmSocket::new(UnixStream::from(adopt_inherited_fd(args.scm_fd)?))?;
@@ -106,7 +116,8 @@ pub fn run(args: &WorkerArgs, log: &Logger) -> io::Result<()> {
     );
 
     let channel = boot.into_nonblocking::<WorkerResponse, WorkerRequest>()?;
-    let mut worker = Worker { id: args.id, config, state, listeners, scm, log: log.clone() };
+    (set_level)(&config.log_level).unwrap_or_else(|e| warn!(log, "log_level from the master: {e}"));
+    let mut worker = Worker { id: args.id, config, state, listeners, scm, log: log.clone(), set_level };
     worker.event_loop(channel)
 }
 

@@ -237,6 +237,23 @@ impl Master {
         let _ = self.write_attempt(Some(token), Ulid::new(), &d, Err((ErrorCode::Unauthorized, reason.into())), &sha);
     }
 
+    /// Records a worker's unexpected death (no client: the actor is the master).
+    pub(super) fn audit_worker_death(&mut self, id: u32, pid: i32, why: &str) {
+        let d = Described {
+            verb: "worker_killed",
+            target: format!("worker:{id} pid:{pid}"),
+            cluster_id: None,
+            backend_id: None,
+            event: None,
+        };
+        let mut e = self.entry(None, Ulid::new(), &d, AuditResult::Err);
+        e.error_code = Some(ErrorCode::WorkerFailure);
+        e.reason = Some(why.to_string());
+        if let Err(err) = self.audit.record(&e) {
+            error!(self.log, "audit record not written: {err}");
+        }
+    }
+
     /// Sends an event to every subscriber, at once, once.
     pub(super) fn emit(&mut self, kind: EventKind, described: Option<&Described>) {
         let event = Event {

@@ -241,6 +241,7 @@ impl Master {
         } else {
             error!(self.log, "worker {id} (pid {}) died: {why}; {status}", w.pid);
             self.emit(EventKind::WorkerKilled, None);
+            self.audit_worker_death(id, w.pid, &format!("{why}; {status}"));
         }
         self.fail_worker_tasks(id);
         self.misses.remove(&id);
