@@ -35,6 +35,27 @@ impl ConfigState {
         }
     }
 
+    /// The cluster a TCP listener address routes to.
+    pub fn tcp_cluster_for(&self, address: std::net::SocketAddr) -> Option<&str> {
+        self.tcp_frontends.keys().find(|(_, a)| *a == address).map(|(c, _)| c.as_str())
+    }
+
+    /// Whether a TCP listener at `address` exists and is active.
+    pub fn tcp_listener_active(&self, address: std::net::SocketAddr) -> bool {
+        self.tcp_listeners.get(&address).is_some_and(|l| l.active)
+    }
+
+    /// A cluster's backends (id and address), in order; backups last.
+    pub fn backend_addresses(&self, cluster: &str) -> Vec<(String, std::net::SocketAddr)> {
+        let mut list: Vec<(bool, String, std::net::SocketAddr)> = self
+            .backends
+            .get(cluster)
+            .map(|l| l.iter().map(|(b, a)| (b.backup.unwrap_or(false), b.backend_id.clone(), a)).collect())
+            .unwrap_or_default();
+        list.sort_by_key(|(backup, _, _)| *backup);
+        list.into_iter().map(|(_, id, a)| (id, a)).collect()
+    }
+
     /// Every listener, keyed `ip:port`.
     pub fn listeners_list(&self) -> ListenersList {
         ListenersList {

@@ -3,7 +3,7 @@
 use slog::{info, warn};
 use sozu_proto::request::RequestType as R;
 use sozu_proto::response_content::ContentType;
-use sozu_proto::{ClusterHashes, ClusterInformations, ResponseContent, WorkerMetrics, WorkerRequest, WorkerResponse};
+use sozu_proto::{ClusterHashes, ClusterInformations, ResponseContent, WorkerRequest, WorkerResponse};
 
 use crate::Worker;
 
@@ -38,7 +38,7 @@ impl Worker {
                 let vec = self.state.cluster_information(cluster_id).into_iter().collect();
                 (ok(Some(ContentType::Clusters(ClusterInformations { vec }))), Outcome::Continue)
             }
-            R::QueryMetrics(_) => (ok(Some(ContentType::WorkerMetrics(WorkerMetrics::default()))), Outcome::Continue),
+            R::QueryMetrics(_) => (ok(Some(ContentType::WorkerMetrics(self.proxy.metrics()))), Outcome::Continue),
             R::ReturnListenSockets(_) => match self.scm.send_listeners(&self.listeners) {
                 Ok(()) => (ok(None), Outcome::Continue),
                 Err(e) => (WorkerResponse::failure(id, format!("cannot return listeners: {e}")), Outcome::Continue),

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod handle;
+mod tcp;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -74,6 +75,7 @@ pub struct Worker {
     pub scm: ScmSocket,
     log: Logger,
     set_level: SetLevel,
+    proxy: tcp::TcpProxy,
 }
 
 impl std::fmt::Debug for Worker {
@@ -117,7 +119,8 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
 
     let channel = boot.into_nonblocking::<WorkerResponse, WorkerRequest>()?;
     (set_level)(&config.log_level).unwrap_or_else(|e| warn!(log, "log_level from the master: {e}"));
-    let mut worker = Worker { id: args.id, config, state, listeners, scm, log: log.clone(), set_level };
+    let mut worker =
+        Worker { id: args.id, config, state, listeners, scm, log: log.clone(), set_level, proxy: tcp::TcpProxy::new() };
     worker.event_loop(channel)
 }
 
@@ -125,8 +128,11 @@ impl Worker {
     fn event_loop(&mut self, mut channel: Channel<WorkerResponse, WorkerRequest>) -> io::Result<()> {
         let mut poll = Poll::new()?;
         poll.registry().register(channel.stream_mut(), Token(0), Interest::READABLE | Interest::WRITABLE)?;
-        let mut events = Events::with_capacity(16);
+        let mut events = Events::with_capacity(256);
         let mut stopping = false;
+        // a SoftStop waits for the proxied connections to end before it is answered
+        let mut soft_stop: Option<String> = None;
+        self.proxy.sync_listeners(poll.registry(), &self.state, &self.listeners);
         // answers not yet in the channel: while there are any, no new request is read
         // (backpressure: a master sending faster than it reads never loses an answer)
         let mut outbox: VecDeque<WorkerResponse> = VecDeque::new();
@@ -148,9 +154,26 @@ impl Worker {
                     break;
                 }
                 match channel.poll_message() {
+                    Ok(Some(request))
+                        if matches!(
+                            request.content.request_type,
+                            Some(sozu_proto::request::RequestType::SoftStop(_))
+                        ) =>
+                    {
+                        info!(
+                            self.log,
+                            "worker {}: soft stop, draining {} connections",
+                            self.id,
+                            self.proxy.sessions()
+                        );
+                        self.proxy.accepting = false;
+                        self.proxy.sync_listeners(poll.registry(), &self.state, &self.listeners);
+                        soft_stop = Some(request.id);
+                    }
                     Ok(Some(request)) => {
                         let (response, outcome) = self.handle(request);
                         outbox.push_back(response);
+                        self.proxy.sync_listeners(poll.registry(), &self.state, &self.listeners);
                         if outcome == Outcome::Stop {
                             stopping = true;
                         }
@@ -170,6 +193,14 @@ impl Worker {
                     Err(e) => return Err(io::Error::other(e.to_string())),
                 }
             }
+            if self.proxy.sessions() == 0
+                && let Some(id) = soft_stop.take()
+            {
+                info!(self.log, "worker {}: drained", self.id);
+                outbox.push_back(WorkerResponse::ok(id, None));
+                stopping = true;
+                continue;
+            }
             if stopping && outbox.is_empty() && channel.flush().unwrap_or(true) {
                 info!(self.log, "worker {} stopped", self.id);
                 return Ok(());
@@ -181,6 +212,10 @@ impl Worker {
                 return Err(e);
             }
             for event in events.iter() {
+                if event.token() != Token(0) {
+                    self.proxy.handle_event(poll.registry(), &self.state, event.token());
+                    continue;
+                }
                 if event.is_readable() || event.is_read_closed() {
                     channel.handle_readable();
                 }

@@ -1,0 +1,343 @@
+//! TCP proxying: accept on active TCP listeners that have a frontend, connect to the
+//! cluster's backends in round robin (trying the next one when a connect fails), and
+//! copy bytes both ways through bounded buffers, respecting half-close.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use sozu_proto::{BackendMetrics, ClusterMetrics, FilteredMetrics, WorkerMetrics, filtered_metrics};
+use sozu_scm_socket::Listeners;
+use sozu_state::ConfigState;
+
+/// Tokens at and above this are listeners; sessions use two tokens each above
+/// `SESSION_BASE`.
+pub(crate) const LISTENER_BASE: usize = 1_000;
+const SESSION_BASE: usize = 1_000_000;
+const BUFFER: usize = 16 * 1024;
+
+/// Bytes waiting to go from one socket to the other.
+struct Pipe {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// The source reached end of stream.
+    eof: bool,
+    /// The destination's write side was shut down.
+    shut: bool,
+}
+
+impl Pipe {
+    fn new() -> Self {
+        Self { buf: vec![0; BUFFER].into_boxed_slice(), start: 0, end: 0, eof: false, shut: false }
+    }
+}
+
+struct Session {
+    front: TcpStream,
+    back: TcpStream,
+    connected: bool,
+    cluster: String,
+    backend: String,
+    /// Backends not tried yet, in order.
+    candidates: Vec<(String, SocketAddr)>,
+    up: Pipe,
+    down: Pipe,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    connections: i64,
+    bytes_in: i64,
+    bytes_out: i64,
+    connect_errors: i64,
+}
+
+/// The TCP side of a worker.
+#[derive(Default)]
+pub(crate) struct TcpProxy {
+    listeners: HashMap<Token, (SocketAddr, TcpListener)>,
+    sessions: HashMap<usize, Session>,
+    next_session: usize,
+    round_robin: HashMap<String, usize>,
+    pub accepting: bool,
+    total: Counters,
+    clusters: BTreeMap<String, Counters>,
+    backends: BTreeMap<(String, String), Counters>,
+}
+
+impl std::fmt::Debug for TcpProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpProxy").field("sessions", &self.sessions.len()).finish_non_exhaustive()
+    }
+}
+
+impl TcpProxy {
+    pub(crate) fn new() -> Self {
+        Self { accepting: true, ..Default::default() }
+    }
+
+    pub(crate) fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Registers the active TCP listeners that have a frontend, deregisters the others.
+    pub(crate) fn sync_listeners(&mut self, registry: &Registry, state: &ConfigState, listeners: &Listeners) {
+        for (index, (addr, fd)) in listeners.tcp.iter().enumerate() {
+            let token = Token(LISTENER_BASE + index);
+            let wanted = self.accepting && state.tcp_listener_active(*addr) && state.tcp_cluster_for(*addr).is_some();
+            match (wanted, self.listeners.contains_key(&token)) {
+                (true, false) => {
+                    let Ok(dup) = fd.try_clone() else { continue };
+                    let std = std::net::TcpListener::from(dup);
+                    if std.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let mut listener = TcpListener::from_std(std);
+                    if registry.register(&mut listener, token, Interest::READABLE).is_ok() {
+                        self.listeners.insert(token, (*addr, listener));
+                    }
+                }
+                (false, true) => {
+                    if let Some((_, mut l)) = self.listeners.remove(&token) {
+                        let _ = registry.deregister(&mut l);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether `token` is one of ours, and handles it.
+    pub(crate) fn handle_event(&mut self, registry: &Registry, state: &ConfigState, token: Token) -> bool {
+        if self.listeners.contains_key(&token) {
+            self.accept(registry, state, token);
+            return true;
+        }
+        if token.0 >= SESSION_BASE {
+            let id = (token.0 - SESSION_BASE) / 2;
+            self.pump(registry, id);
+            return true;
+        }
+        false
+    }
+
+    fn accept(&mut self, registry: &Registry, state: &ConfigState, token: Token) {
+        loop {
+            let Some((addr, listener)) = self.listeners.get(&token) else { return };
+            let (front, _) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            };
+            let Some(cluster) = state.tcp_cluster_for(*addr).map(str::to_string) else { continue };
+            let mut candidates = state.backend_addresses(&cluster);
+            if candidates.is_empty() {
+                continue; // no backend: the client sees a close
+            }
+            let cursor = self.round_robin.entry(cluster.clone()).or_default();
+            let len = candidates.len();
+            candidates.rotate_left(*cursor % len);
+            *cursor = cursor.wrapping_add(1);
+            let id = self.next_session;
+            self.next_session += 1;
+            self.total.connections += 1;
+            self.clusters.entry(cluster.clone()).or_default().connections += 1;
+            candidates.reverse(); // pop() takes the next candidate
+            let Some(back) = self.connect_next(&cluster, &mut candidates) else { continue };
+            let mut session = Session {
+                front,
+                back: back.1,
+                connected: false,
+                cluster,
+                backend: back.0,
+                candidates,
+                up: Pipe::new(),
+                down: Pipe::new(),
+            };
+            let _ = registry.register(
+                &mut session.front,
+                Token(SESSION_BASE + id * 2),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            let _ = registry.register(
+                &mut session.back,
+                Token(SESSION_BASE + id * 2 + 1),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            self.sessions.insert(id, session);
+        }
+    }
+
+    fn connect_next(
+        &mut self,
+        cluster: &str,
+        candidates: &mut Vec<(String, SocketAddr)>,
+    ) -> Option<(String, TcpStream)> {
+        while let Some((backend, addr)) = candidates.pop() {
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    self.backends.entry((cluster.to_string(), backend.clone())).or_default().connections += 1;
+                    return Some((backend, stream));
+                }
+                Err(_) => self.count_connect_error(cluster, &backend),
+            }
+        }
+        None
+    }
+
+    fn count_connect_error(&mut self, cluster: &str, backend: &str) {
+        self.total.connect_errors += 1;
+        self.backends.entry((cluster.to_string(), backend.to_string())).or_default().connect_errors += 1;
+    }
+
+    /// Moves bytes both ways until nothing more can move now.
+    fn pump(&mut self, registry: &Registry, id: usize) {
+        let Some(mut s) = self.sessions.remove(&id) else { return };
+        if !s.connected {
+            match s.back.take_error() {
+                Ok(None) if s.back.peer_addr().is_ok() => s.connected = true,
+                Ok(None) => {
+                    // not connected yet (or refused without an error reported yet)
+                    if let Err(e) = s.back.peer_addr()
+                        && e.kind() != io::ErrorKind::NotConnected
+                    {
+                        return self.retry(registry, id, s);
+                    }
+                }
+                _ => return self.retry(registry, id, s),
+            }
+            if !s.connected {
+                self.sessions.insert(id, s);
+                return;
+            }
+        }
+        let mut done = false;
+        loop {
+            let mut progress = false;
+            let (a, b) = copy(&mut s.front, &mut s.back, &mut s.up, &mut progress, &mut done);
+            let (c, d) = copy(&mut s.back, &mut s.front, &mut s.down, &mut progress, &mut done);
+            self.total.bytes_in += a as i64;
+            self.total.bytes_out += c as i64;
+            let cl = self.clusters.entry(s.cluster.clone()).or_default();
+            cl.bytes_in += a as i64;
+            cl.bytes_out += c as i64;
+            let be = self.backends.entry((s.cluster.clone(), s.backend.clone())).or_default();
+            be.bytes_in += b as i64;
+            be.bytes_out += d as i64;
+            if done || !progress {
+                break;
+            }
+        }
+        if done || (s.up.shut && s.down.shut) {
+            let _ = registry.deregister(&mut s.front);
+            let _ = registry.deregister(&mut s.back);
+            return; // dropped: both sockets closed
+        }
+        self.sessions.insert(id, s);
+    }
+
+    fn retry(&mut self, registry: &Registry, id: usize, mut s: Session) {
+        self.count_connect_error(&s.cluster.clone(), &s.backend.clone());
+        let _ = registry.deregister(&mut s.back);
+        let cluster = s.cluster.clone();
+        match self.connect_next(&cluster, &mut s.candidates) {
+            Some((backend, mut back)) => {
+                let _ = registry.register(
+                    &mut back,
+                    Token(SESSION_BASE + id * 2 + 1),
+                    Interest::READABLE | Interest::WRITABLE,
+                );
+                s.back = back;
+                s.backend = backend;
+                self.sessions.insert(id, s);
+            }
+            None => {
+                let _ = registry.deregister(&mut s.front);
+            }
+        }
+    }
+
+    /// Counters for `QueryMetrics`.
+    pub(crate) fn metrics(&self) -> WorkerMetrics {
+        let count = |n: i64| FilteredMetrics { inner: Some(filtered_metrics::Inner::Count(n)) };
+        let gauge = |n: usize| FilteredMetrics { inner: Some(filtered_metrics::Inner::Gauge(n as u64)) };
+        let counters = |c: &Counters| {
+            BTreeMap::from([
+                ("connections".to_string(), count(c.connections)),
+                ("bytes_in".to_string(), count(c.bytes_in)),
+                ("bytes_out".to_string(), count(c.bytes_out)),
+                ("connect_errors".to_string(), count(c.connect_errors)),
+            ])
+        };
+        let mut proxy = counters(&self.total);
+        proxy.insert("active_connections".into(), gauge(self.sessions.len()));
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|(id, c)| {
+                let backends = self
+                    .backends
+                    .iter()
+                    .filter(|((cl, _), _)| cl == id)
+                    .map(|((_, b), c)| BackendMetrics { backend_id: b.clone(), metrics: counters(c) })
+                    .collect();
+                (id.clone(), ClusterMetrics { cluster: counters(c), backends })
+            })
+            .collect();
+        WorkerMetrics { proxy, clusters }
+    }
+}
+
+/// One direction: read `from` into `pipe` while there is room, write `pipe` to `to`
+/// while it takes bytes, shut `to`'s write side once `from` ended and `pipe` drained.
+/// Returns (bytes read, bytes written).
+fn copy(
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    pipe: &mut Pipe,
+    progress: &mut bool,
+    done: &mut bool,
+) -> (usize, usize) {
+    let (mut read, mut written) = (0, 0);
+    if !pipe.eof && pipe.end < pipe.buf.len() {
+        match from.read(&mut pipe.buf[pipe.end..]) {
+            Ok(0) => {
+                pipe.eof = true;
+                *progress = true;
+            }
+            Ok(n) => {
+                pipe.end += n;
+                read = n;
+                *progress = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => *progress = true,
+            Err(_) => *done = true,
+        }
+    }
+    if pipe.start < pipe.end {
+        match to.write(&pipe.buf[pipe.start..pipe.end]) {
+            Ok(n) => {
+                pipe.start += n;
+                written = n;
+                *progress |= n > 0;
+                if pipe.start == pipe.end {
+                    pipe.start = 0;
+                    pipe.end = 0;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => *progress = true,
+            Err(_) => *done = true,
+        }
+    }
+    if pipe.eof && pipe.start == pipe.end && !pipe.shut {
+        let _ = to.shutdown(Shutdown::Write);
+        pipe.shut = true;
+        *progress = true;
+    }
+    (read, written)
+}
