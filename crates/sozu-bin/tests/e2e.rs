@@ -802,6 +802,13 @@ fn tcp_traffic_is_proxied_round_robin_and_counted() {
         .map(|w| w["clusters"]["db"]["cluster"]["connections"]["inner"]["COUNT"].as_i64().unwrap_or(0))
         .sum();
     assert_eq!(per_cluster, 20);
+    // merged across workers
+    assert_eq!(v["METRICS"]["proxying"]["connections"]["inner"]["COUNT"], 20);
+    assert_eq!(v["METRICS"]["clusters"]["db"]["cluster"]["connections"]["inner"]["COUNT"], 20);
+    let backends = v["METRICS"]["clusters"]["db"]["backends"].as_array().unwrap();
+    let per_backend: i64 =
+        backends.iter().map(|b| b["metrics"]["connections"]["inner"]["COUNT"].as_i64().unwrap()).sum();
+    assert_eq!(per_backend, 20, "{v}");
 }
 
 #[test]
