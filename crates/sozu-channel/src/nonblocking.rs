@@ -93,6 +93,12 @@ impl<Tx: Message, Rx: Message + Default, S: Read + Write> Channel<Tx, Rx, S> {
         self.flush().map(drop)
     }
 
+    /// Queues `message` without writing: call [`flush`](Self::flush) after a batch, so
+    /// that many small messages cost one `write`. On a frame error nothing is queued.
+    pub fn queue(&mut self, message: &Tx) -> Result<(), ChannelError> {
+        self.encoder.queue(message).map_err(ChannelError::Frame)
+    }
+
     /// Writes pending bytes until the stream would block. Returns `true` when nothing
     /// is left to write.
     pub fn flush(&mut self) -> Result<bool, ChannelError> {

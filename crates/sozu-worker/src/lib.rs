@@ -139,11 +139,17 @@ impl Worker {
         loop {
             loop {
                 while let Some(answer) = outbox.front() {
-                    match channel.send(answer) {
+                    match channel.queue(answer) {
                         Ok(()) => {
                             outbox.pop_front();
                         }
-                        Err(ChannelError::Frame(FrameError::WriteBufferFull { .. })) => break,
+                        Err(ChannelError::Frame(FrameError::WriteBufferFull { .. })) => {
+                            // write what is queued; if it all went, queue more
+                            if channel.flush().unwrap_or(false) {
+                                continue;
+                            }
+                            break;
+                        }
                         Err(e) => {
                             error!(self.log, "cannot answer {}: {e}", answer.id);
                             outbox.pop_front();
@@ -203,6 +209,10 @@ impl Worker {
             }
             if stopping && outbox.is_empty() && channel.flush().unwrap_or(true) {
                 info!(self.log, "worker {} stopped", self.id);
+                return Ok(());
+            }
+            if channel.flush().is_err() {
+                info!(self.log, "worker {}: master went away, exiting", self.id);
                 return Ok(());
             }
             if let Err(e) = poll.poll(&mut events, None) {

@@ -151,29 +151,36 @@ impl Master {
         Ok(id)
     }
 
-    /// Moves queued requests into the worker's channel while it has room.
+    /// Moves queued requests into the worker's channel while it has room, then writes
+    /// them in as few `write` calls as the socket allows.
     pub(super) fn pump_worker(&mut self, id: u32) {
         let Some(w) = self.workers.get_mut(&id) else { return };
         let mut dead = false;
         let mut too_large = Vec::new();
         loop {
-            if w.channel.flush().is_err() {
-                dead = true;
-                break;
-            }
-            let Some(front) = w.outbox.front() else { break };
-            match w.channel.send(front) {
-                Ok(()) => {
-                    w.outbox.pop_front();
-                }
-                // the channel holds max_command_buffer_size already: wait for a writable event
-                Err(ChannelError::Frame(FrameError::WriteBufferFull { .. })) => break,
-                Err(ChannelError::Frame(FrameError::TooLarge { .. })) => {
-                    // refuse this request, keep the worker (Sōzu kills it)
-                    if let Some(r) = w.outbox.pop_front() {
-                        too_large.push(r.id);
+            while let Some(front) = w.outbox.front() {
+                match w.channel.queue(front) {
+                    Ok(()) => {
+                        w.outbox.pop_front();
+                    }
+                    // the channel holds max_command_buffer_size already: write first
+                    Err(ChannelError::Frame(FrameError::WriteBufferFull { .. })) => break,
+                    Err(ChannelError::Frame(FrameError::TooLarge { .. })) => {
+                        // refuse this request, keep the worker (Sōzu kills it)
+                        if let Some(r) = w.outbox.pop_front() {
+                            too_large.push(r.id);
+                        }
+                    }
+                    Err(_) => {
+                        dead = true;
+                        break;
                     }
                 }
+            }
+            match w.channel.flush() {
+                // everything written and more waiting: fill the buffer again
+                Ok(true) if !w.outbox.is_empty() && !dead => continue,
+                Ok(_) => break,
                 Err(_) => {
                     dead = true;
                     break;
