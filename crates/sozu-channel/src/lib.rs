@@ -20,11 +20,13 @@
 mod blocking;
 mod buffer;
 pub mod codec;
+mod lines;
 mod nonblocking;
 
 pub use blocking::BlockingChannel;
 pub use buffer::Buffer;
 pub use codec::{Decoder, Encoder, FrameError, Limits, PREFIX_LEN};
+pub use lines::{LineDecoder, LineError};
 pub use nonblocking::Channel;
 
 use std::{fmt, io};

@@ -102,6 +102,15 @@ pub struct Config {
     pub worker_health_check_failures: u32,
     /// Drain deadline of a soft stop; remaining workers are then hard-stopped.
     pub soft_stop_timeout: Duration,
+    /// The JSON-lines socket for dashboards and scripts (mode 0600), if any.
+    pub dashboard_socket: Option<PathBuf>,
+    /// Longest line accepted on the dashboard socket.
+    pub dashboard_max_frame_bytes: usize,
+    /// Event lines a dashboard subscriber may have unread before events are dropped
+    /// (it is then told how many with a `lagged` notice).
+    pub dashboard_subscriber_queue: usize,
+    /// Events kept for replay (`events.subscribe` with `since`).
+    pub event_journal_size: usize,
     /// CLI per-answer timeout.
     pub ctl_command_timeout: Duration,
     /// Initial channel buffer size.
@@ -278,6 +287,12 @@ impl Config {
             )?
             .max(1),
             soft_stop_timeout: Duration::from_secs(int("soft_stop_timeout", file.soft_stop_timeout, 30, "seconds")?),
+            dashboard_socket: file.dashboard_socket.as_deref().map(at),
+            dashboard_max_frame_bytes: positive("dashboard_max_frame_bytes", file.dashboard_max_frame_bytes, 1 << 20)?
+                as usize,
+            dashboard_subscriber_queue: positive("dashboard_subscriber_queue", file.dashboard_subscriber_queue, 256)?
+                as usize,
+            event_journal_size: int("event_journal_size", file.event_journal_size, 1024, "0 or more")?,
             worker_max_restarts: int("worker_max_restarts", file.worker_max_restarts, 10, "0 to 4294967295")?,
             worker_restart_window: Duration::from_secs(positive(
                 "worker_restart_window",

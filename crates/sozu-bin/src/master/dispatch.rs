@@ -14,6 +14,7 @@ use sozu_proto::{
 use sozu_state::resolve_path;
 use ulid::Ulid;
 
+use super::conn::Conn;
 use super::records::{Pending, describe, request_sha};
 use super::server::Master;
 use super::tasks::TaskKind;
@@ -79,6 +80,11 @@ impl Master {
             R::SubscribeEvents(_) => {
                 if let Some(c) = self.clients.get_mut(&token) {
                     c.subscribed = true;
+                }
+                if let Some(Conn::Json(_)) = self.clients.get(&token).map(|c| &c.conn) {
+                    // dashboards subscribe with events.subscribe, which can replay
+                    self.reply(token, Response::ok("subscribed", None));
+                    return;
                 }
                 let d = super::records::Described {
                     verb: "events_subscribed",

@@ -1,5 +1,7 @@
 //! The master: boot sequence, then the event loop in [`server`].
 
+mod conn;
+mod dashboard;
 mod dispatch;
 mod records;
 mod reload;
@@ -23,12 +25,13 @@ pub use server::Master;
 /// Removes what boot created if boot fails half-way.
 struct BootGuard {
     socket: Option<PathBuf>,
+    dashboard: Option<PathBuf>,
     pid_file: Option<PathBuf>,
 }
 
 impl Drop for BootGuard {
     fn drop(&mut self) {
-        for path in [self.socket.take(), self.pid_file.take()].into_iter().flatten() {
+        for path in [self.socket.take(), self.dashboard.take(), self.pid_file.take()].into_iter().flatten() {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -51,9 +54,17 @@ pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
     raise_nofile_limit(&config, &log);
 
     let exe = open_own_executable()?;
-    let mut guard = BootGuard { socket: None, pid_file: None };
+    let mut guard = BootGuard { socket: None, dashboard: None, pid_file: None };
     let command_socket = bind_command_socket(&config.command_socket)?;
     guard.socket = Some(config.command_socket.clone());
+    let dashboard_socket = match &config.dashboard_socket {
+        Some(path) => {
+            let socket = bind_command_socket(path)?;
+            guard.dashboard = Some(path.clone());
+            Some(socket)
+        }
+        None => None,
+    };
     if let Some(pid_file) = &config.pid_file_path {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pid_file_path {}", pid_file.display()))?;
@@ -74,8 +85,9 @@ pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
         state = loaded.state;
     }
 
-    let mut master = Master::new(config, log, level, state, command_socket, listeners, exe)?;
+    let mut master = Master::new(config, log, level, state, command_socket, dashboard_socket, listeners, exe)?;
     guard.socket = None;
+    guard.dashboard = None;
     guard.pid_file = None;
     master.boot_workers()?;
     Ok(master.run())

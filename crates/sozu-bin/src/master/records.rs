@@ -12,6 +12,7 @@ use sozu_proto::response_content::ContentType;
 use sozu_proto::{Event, EventKind, Request, Response, ResponseStatus};
 use ulid::Ulid;
 
+use super::conn::{Conn, event_json};
 use super::server::Master;
 
 /// What an audited verb is called and acts on.
@@ -190,7 +191,7 @@ impl Master {
             e.error_code = Some(code);
             e.reason = Some(reason);
         }
-        let written = self.audit.record(&e);
+        let written = self.record_audit(&e);
         if let Err(err) = &written {
             error!(self.log, "audit record not written: {err}");
         }
@@ -218,7 +219,7 @@ impl Master {
             });
             e.reason = reason;
         }
-        if let Err(err) = self.audit.record(&e) {
+        if let Err(err) = self.record_audit(&e) {
             error!(self.log, "audit completion record not written: {err}");
         }
     }
@@ -249,7 +250,7 @@ impl Master {
         let mut e = self.entry(None, Ulid::new(), &d, AuditResult::Err);
         e.error_code = Some(ErrorCode::WorkerFailure);
         e.reason = Some(why.to_string());
-        if let Err(err) = self.audit.record(&e) {
+        if let Err(err) = self.record_audit(&e) {
             error!(self.log, "audit record not written: {err}");
         }
     }
@@ -266,19 +267,44 @@ impl Master {
     }
 
     pub(super) fn forward_event(&mut self, source: &str, event: Event) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.config.event_journal_size > 0 {
+            if self.journal.len() >= self.config.event_journal_size {
+                self.journal.pop_front();
+            }
+            self.journal.push_back((seq, source.to_string(), event.clone()));
+        }
         let subscribers: Vec<Token> = self.clients.iter().filter(|(_, c)| c.subscribed).map(|(t, _)| *t).collect();
         for token in subscribers {
-            let response = Response {
-                status: ResponseStatus::Processing as i32,
-                message: source.to_string(),
-                content: Some(ContentType::Event(event.clone()).into()),
+            let Some(c) = self.clients.get_mut(&token) else { continue };
+            let sent = match &mut c.conn {
+                // dashboards: bounded queue, `lagged` notice when events were dropped
+                Conn::Json(j) => {
+                    j.event(&event_json(seq, source, &event));
+                    Ok(())
+                }
+                Conn::Proto(channel) => channel.send(&Response {
+                    status: ResponseStatus::Processing as i32,
+                    message: source.to_string(),
+                    content: Some(ContentType::Event(event.clone()).into()),
+                }),
             };
-            if let Some(c) = self.clients.get_mut(&token)
-                && c.channel.send(&response).is_err()
-            {
+            if sent.is_err() {
                 warn!(self.log, "event subscriber {} is not reading; dropped", c.client_id);
                 self.drop_client(token);
+            } else {
+                self.client_writable(token);
             }
         }
+    }
+
+    /// Writes an audit record and keeps it for `audit.tail`.
+    pub(super) fn record_audit(&mut self, entry: &AuditEntry) -> Result<(), audit::AuditError> {
+        if self.audit_tail.len() >= 256 {
+            self.audit_tail.pop_front();
+        }
+        self.audit_tail.push_back(audit::json_value(entry));
+        self.audit.record(entry)
     }
 }

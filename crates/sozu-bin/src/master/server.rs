@@ -20,6 +20,7 @@ use sozu_proto::{Request, Response};
 use sozu_scm_socket::Listeners;
 use sozu_state::ConfigState;
 
+use super::conn::{Conn, JsonConn};
 use super::tasks::Task;
 use super::workers::WorkerSession;
 use crate::logging::LevelHandle;
@@ -27,14 +28,15 @@ use crate::logging::LevelHandle;
 pub(super) const LISTENER: Token = Token(0);
 pub(super) const SIGNALS: Token = Token(1);
 pub(super) const WAKER: Token = Token(2);
+pub(super) const DASHBOARD: Token = Token(3);
 const FIRST_DYNAMIC: usize = 16;
 
 /// Connections one master serves at once; more are accepted and closed at once.
 const MAX_CLIENTS: usize = 4096;
 
-/// A CLI (or other) connection.
+/// A CLI, dashboard or other client connection.
 pub(super) struct Client {
-    pub channel: Channel<Response, Request>,
+    pub conn: Conn,
     pub identity: PeerIdentity,
     pub pending_user: Option<PendingUser>,
     pub client_id: u64,
@@ -55,6 +57,10 @@ pub(super) enum Queued {
     /// A frame that could not be read: answered with this error; `fatal` closes the
     /// connection after the answer (the stream cannot be re-synchronised).
     BadFrame { error: String, fatal: bool },
+    /// A dashboard request (JSON line).
+    Dash { id: serde_json::Value, method: String, params: serde_json::Value },
+    /// A dashboard line that could not be read, answered with a stable error code.
+    DashError { id: serde_json::Value, code: &'static str, message: String, fatal: bool },
 }
 
 /// How the master is stopping.
@@ -70,6 +76,12 @@ pub(super) enum Stopping {
 pub struct Master {
     pub(super) poll: Poll,
     pub(super) listener: UnixListener,
+    pub(super) dashboard: Option<UnixListener>,
+    /// The last events, for replay to new subscribers: (sequence, source, event).
+    pub(super) journal: VecDeque<(u64, String, sozu_proto::Event)>,
+    pub(super) next_seq: u64,
+    /// The last audit records as JSON, for `audit.tail`.
+    pub(super) audit_tail: VecDeque<serde_json::Value>,
     pub(super) config: Config,
     pub(super) log: Logger,
     pub(super) level: LevelHandle,
@@ -112,12 +124,17 @@ impl Master {
         level: LevelHandle,
         state: ConfigState,
         command_socket: StdUnixListener,
+        dashboard_socket: Option<StdUnixListener>,
         listeners: Listeners,
         exe: OwnedFd,
     ) -> anyhow::Result<Master> {
         let poll = Poll::new()?;
         let mut listener = UnixListener::from_std(command_socket);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut dashboard = dashboard_socket.map(UnixListener::from_std);
+        if let Some(d) = &mut dashboard {
+            poll.registry().register(d, DASHBOARD, Interest::READABLE)?;
+        }
         let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -128,6 +145,10 @@ impl Master {
         Ok(Master {
             poll,
             listener,
+            dashboard,
+            journal: VecDeque::new(),
+            next_seq: 0,
+            audit_tail: VecDeque::new(),
             config,
             log,
             level,
@@ -181,7 +202,8 @@ impl Master {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    DASHBOARD => self.accept(true),
                     SIGNALS => self.handle_signals(),
                     WAKER => {}
                     token if self.clients.contains_key(&token) => {
@@ -206,7 +228,7 @@ impl Master {
             self.watchdog(Instant::now());
             self.save_state_if_dirty();
             if let Some(Stopping::Done { clean }) = self.stopping
-                && self.clients.values().all(|c| !c.channel.wants_write())
+                && self.clients.values().all(|c| !c.conn.wants_write())
             {
                 self.shutdown_cleanup();
                 return clean;
@@ -229,9 +251,14 @@ impl Master {
         next.map(|t| t.saturating_duration_since(now))
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, dashboard: bool) {
         loop {
-            let (stream, _) = match self.listener.accept() {
+            let accepted = match (dashboard, &self.dashboard) {
+                (true, Some(d)) => d.accept(),
+                (true, None) => return,
+                (false, _) => self.listener.accept(),
+            };
+            let (stream, _) = match accepted {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -243,12 +270,16 @@ impl Master {
                 drop(stream);
                 continue;
             }
-            self.register_client(stream);
+            self.register_client(stream, dashboard);
         }
     }
 
-    fn register_client(&mut self, mut stream: UnixStream) {
-        let (identity, pending_user) = PeerIdentity::capture(&stream, &self.config.command_socket, &self.users);
+    fn register_client(&mut self, mut stream: UnixStream, dashboard: bool) {
+        let socket = match (&self.config.dashboard_socket, dashboard) {
+            (Some(path), true) => path.clone(),
+            _ => self.config.command_socket.clone(),
+        };
+        let (identity, pending_user) = PeerIdentity::capture(&stream, &socket, &self.users);
         let token = self.token();
         if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
             warn!(self.log, "cannot register client: {e}; connection dropped");
@@ -257,12 +288,20 @@ impl Master {
         let client_id = self.next_client_id;
         self.next_client_id += 1;
         info!(self.log, "client {client_id} connected: {identity}");
-        let limits = Limits::new(4096, self.config.max_command_buffer_size);
-        let channel = Channel::new(stream, limits, limits);
+        let conn = if dashboard {
+            Conn::Json(Box::new(JsonConn::new(
+                stream,
+                self.config.dashboard_max_frame_bytes,
+                self.config.dashboard_subscriber_queue,
+            )))
+        } else {
+            let limits = Limits::new(4096, self.config.max_command_buffer_size);
+            Conn::Proto(Channel::new(stream, limits, limits))
+        };
         self.clients.insert(
             token,
             Client {
-                channel,
+                conn,
                 identity,
                 pending_user,
                 client_id,
@@ -286,13 +325,22 @@ impl Master {
 
     fn client_readable(&mut self, token: Token) {
         let Some(client) = self.clients.get_mut(&token) else { return };
-        client.channel.handle_readable();
+        let channel = match &mut client.conn {
+            Conn::Proto(channel) => channel,
+            Conn::Json(json) => {
+                json.readable = true;
+                self.dashboard_readable(token);
+                return;
+            }
+        };
+        channel.handle_readable();
         loop {
             let Some(client) = self.clients.get_mut(&token) else { return };
             if client.closing || client.queue.iter().any(|q| matches!(q, Queued::BadFrame { fatal: true, .. })) {
                 break;
             }
-            match client.channel.poll_message() {
+            let Conn::Proto(channel) = &mut client.conn else { return };
+            match channel.poll_message() {
                 Ok(Some(request)) => client.queue.push_back(Queued::Request(Box::new(request))),
                 Ok(None) => break,
                 Err(ChannelError::Closed) => {
@@ -316,7 +364,7 @@ impl Master {
 
     pub(super) fn client_writable(&mut self, token: Token) {
         let Some(client) = self.clients.get_mut(&token) else { return };
-        match client.channel.flush() {
+        match client.conn.flush() {
             Ok(true) if client.closing => self.drop_client(token),
             Ok(_) => {}
             Err(_) => self.drop_client(token),
@@ -325,7 +373,7 @@ impl Master {
 
     pub(super) fn drop_client(&mut self, token: Token) {
         if let Some(mut client) = self.clients.remove(&token) {
-            let _ = self.poll.registry().deregister(client.channel.stream_mut());
+            let _ = self.poll.registry().deregister(client.conn.stream_mut());
             for task in self.tasks.values_mut() {
                 if task.client == Some(token) {
                     task.client = None;
@@ -338,7 +386,8 @@ impl Master {
     pub(super) fn pump_client(&mut self, token: Token) {
         loop {
             let Some(client) = self.clients.get_mut(&token) else { return };
-            if client.busy.is_some() || client.subscribed || client.closing {
+            let streaming = client.subscribed && matches!(client.conn, Conn::Proto(_));
+            if client.busy.is_some() || streaming || client.closing {
                 return;
             }
             match client.queue.pop_front() {
@@ -349,6 +398,14 @@ impl Master {
                     self.reply(token, Response::failure(error));
                     self.client_writable(token);
                 }
+                Some(Queued::Dash { id, method, params }) => self.serve_dashboard(token, id, &method, params),
+                Some(Queued::DashError { id, code, message, fatal }) => {
+                    client.closing = fatal;
+                    if let Conn::Json(j) = &mut client.conn {
+                        let _ = j.error(id, code, &message);
+                    }
+                    self.client_writable(token);
+                }
             }
         }
     }
@@ -356,12 +413,12 @@ impl Master {
     /// Sends a response to a client (dropping it if the client is gone or broken).
     pub(super) fn reply(&mut self, token: Token, response: Response) {
         let Some(client) = self.clients.get_mut(&token) else { return };
-        if let Err(e) = client.channel.send(&response) {
+        if let Err(e) = client.conn.send(&response) {
             warn!(self.log, "client {}: cannot send answer: {e}", client.client_id);
             if !matches!(e, ChannelError::Frame(FrameError::TooLarge { .. })) {
                 self.drop_client(token);
             } else {
-                let _ = client.channel.send(&Response::failure(format!("the answer does not fit: {e}")));
+                let _ = client.conn.send(&Response::failure(format!("the answer does not fit: {e}")));
             }
         }
     }
@@ -411,6 +468,9 @@ impl Master {
             worker.reap_blocking(Duration::from_secs(2));
         }
         let _ = std::fs::remove_file(&self.config.command_socket);
+        if let Some(dashboard) = &self.config.dashboard_socket {
+            let _ = std::fs::remove_file(dashboard);
+        }
         if let Some(pid) = &self.config.pid_file_path {
             let _ = std::fs::remove_file(pid);
         }
