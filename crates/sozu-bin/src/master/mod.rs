@@ -85,7 +85,7 @@ pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
         state = loaded.state;
     }
 
-    let mut master = Master::new(config, log, level, state, command_socket, dashboard_socket, listeners, exe)?;
+    let mut master = Master::new(config, log, level, state, (command_socket, dashboard_socket), listeners, exe)?;
     guard.socket = None;
     guard.dashboard = None;
     guard.pid_file = None;

@@ -117,17 +117,18 @@ pub struct Master {
 }
 
 impl Master {
-    /// Builds the master around an already bound command socket.
+    /// Builds the master around the already bound command socket and, if configured,
+    /// dashboard socket.
     pub fn new(
         config: Config,
         log: Logger,
         level: LevelHandle,
         state: ConfigState,
-        command_socket: StdUnixListener,
-        dashboard_socket: Option<StdUnixListener>,
+        sockets: (StdUnixListener, Option<StdUnixListener>),
         listeners: Listeners,
         exe: OwnedFd,
     ) -> anyhow::Result<Master> {
+        let (command_socket, dashboard_socket) = sockets;
         let poll = Poll::new()?;
         let mut listener = UnixListener::from_std(command_socket);
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
