@@ -9,6 +9,7 @@ use std::time::Duration;
 
 mod audit;
 mod channel;
+mod dashboard;
 mod master;
 mod state;
 
@@ -56,6 +57,7 @@ fn main() {
         Some(path) => sections.push(master::run(path, quick)),
         None => eprintln!("no --sozu PATH: the master benchmarks are skipped"),
     }
+    sections.push(dashboard::run(sozu.as_deref(), quick));
 
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");
