@@ -104,7 +104,7 @@ pub fn run(quick: bool) -> crate::Section {
     for &n in sizes {
         let reqs = requests(n);
         let state = state_of(&reqs);
-        let runs = if n > 10_000 { 2 } else { 3 };
+        let runs = if n > 10_000 { 3 } else { 5 };
 
         // save: ours (generate from the state + write records) vs serde_json of the same records
         let mut bytes = Vec::new();
