@@ -1,5 +1,32 @@
 //! A bounded byte buffer that grows by doubling and shrinks back when drained.
 
+/// A sink of bytes read from a stream: free space to read into, and a count of what
+/// was written there. `feed` copies from a slice (for tests and callers without a socket).
+pub trait Fill {
+    /// Free space to read into; empty when nothing more can be taken now.
+    fn space(&mut self) -> &mut [u8];
+
+    /// Records that `n` bytes were written into [`space`](Fill::space).
+    fn filled(&mut self, n: usize);
+
+    /// Copies `bytes` in; returns how many were taken.
+    fn feed(&mut self, mut bytes: &[u8]) -> usize {
+        let mut taken = 0;
+        while !bytes.is_empty() {
+            let space = self.space();
+            let n = space.len().min(bytes.len());
+            if n == 0 {
+                break;
+            }
+            space[..n].copy_from_slice(&bytes[..n]);
+            self.filled(n);
+            bytes = &bytes[n..];
+            taken += n;
+        }
+        taken
+    }
+}
+
 /// A contiguous byte buffer with a read cursor (`start`) and a write cursor (`end`).
 ///
 /// It starts at `initial` bytes, grows by doubling up to `max`, and returns to

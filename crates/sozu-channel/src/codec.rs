@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 
 use prost::Message;
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, Fill};
 
 /// Width of the length prefix: `size_of::<usize>()` of a 64-bit Sōzu.
 pub const PREFIX_LEN: usize = 8;
@@ -138,21 +138,9 @@ impl<M: Message + Default> Decoder<M> {
     }
 
     /// Copies `bytes` in (for tests and callers without a socket). Returns how many
-    /// were taken: fewer than given only when the buffer is full of complete frames.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> usize {
-        let mut taken = 0;
-        while !bytes.is_empty() {
-            let space = self.space();
-            let n = space.len().min(bytes.len());
-            if n == 0 {
-                break;
-            }
-            space[..n].copy_from_slice(&bytes[..n]);
-            self.filled(n);
-            bytes = &bytes[n..];
-            taken += n;
-        }
-        taken
+    /// were taken: fewer than given only when nothing more fits now.
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        Fill::feed(self, bytes)
     }
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
@@ -261,6 +249,16 @@ impl Encoder {
     /// Current size of the write buffer.
     pub fn capacity(&self) -> usize {
         self.buf.capacity()
+    }
+}
+
+impl<M: Message + Default> Fill for Decoder<M> {
+    fn space(&mut self) -> &mut [u8] {
+        Decoder::space(self)
+    }
+
+    fn filled(&mut self, n: usize) {
+        Decoder::filled(self, n);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, Fill};
 
 /// A line that cannot be delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,20 +60,8 @@ impl LineDecoder {
     }
 
     /// Copies bytes in; returns how many were taken.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> usize {
-        let mut taken = 0;
-        while !bytes.is_empty() {
-            let space = self.space();
-            let n = space.len().min(bytes.len());
-            if n == 0 {
-                break;
-            }
-            space[..n].copy_from_slice(&bytes[..n]);
-            self.filled(n);
-            bytes = &bytes[n..];
-            taken += n;
-        }
-        taken
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        Fill::feed(self, bytes)
     }
 
     /// The next complete line (without its `\n`, and without a `\r` before it).
@@ -112,6 +100,16 @@ impl LineDecoder {
     /// Bytes held.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+}
+
+impl Fill for LineDecoder {
+    fn space(&mut self) -> &mut [u8] {
+        LineDecoder::space(self)
+    }
+
+    fn filled(&mut self, n: usize) {
+        LineDecoder::filled(self, n);
     }
 }
 

@@ -66,6 +66,29 @@ pub fn frontend_key(f: &RequestHttpFrontend) -> String {
     key
 }
 
+/// Applies the `Some` fields of a listener update in place: `copy` fields by value,
+/// `clone` fields by clone; `public_address` always.
+macro_rules! patch {
+    ($listener:expr, $update:expr; copy: $($c:ident),*; clone: $($k:ident),*) => {{
+        let (listener, update) = ($listener, $update);
+        if let Some(p) = update.public_address {
+            listener.public_address = Some(p);
+        }
+        $(if let Some(v) = update.$c {
+            listener.$c = v;
+        })*
+        $(if let Some(v) = &update.$k {
+            listener.$k.clone_from(v);
+        })*
+    }};
+}
+
+/// The listener at `address` in `map`, or UnknownListener.
+fn listener_mut<'a, L>(map: &'a mut BTreeMap<SocketAddr, L>, address: &SocketAddress) -> Result<&'a mut L, StateError> {
+    let a = addr(address)?;
+    map.get_mut(&a).ok_or(StateError::UnknownListener(a))
+}
+
 fn addr(a: &SocketAddress) -> Result<SocketAddr, StateError> {
     SocketAddr::try_from(a).map_err(|e| StateError::InvalidAddress(e.to_string()))
 }
@@ -173,103 +196,27 @@ impl ConfigState {
             R::ActivateListener(l) => self.set_active(addr(&l.address)?, l.proxy, true),
             R::DeactivateListener(l) => self.set_active(addr(&l.address)?, l.proxy, false),
             R::UpdateHttpListener(u) => {
-                let l = self
-                    .http_listeners
-                    .get_mut(&addr(&u.address)?)
-                    .ok_or(StateError::UnknownListener(addr(&u.address)?))?;
-                if let Some(p) = &u.public_address {
-                    l.public_address = Some(*p)
-                }
-                if let Some(v) = u.expect_proxy {
-                    l.expect_proxy = v
-                }
-                if let Some(v) = &u.sticky_name {
-                    l.sticky_name.clone_from(v)
-                }
-                if let Some(v) = u.front_timeout {
-                    l.front_timeout = v
-                }
-                if let Some(v) = u.back_timeout {
-                    l.back_timeout = v
-                }
-                if let Some(v) = u.connect_timeout {
-                    l.connect_timeout = v
-                }
-                if let Some(v) = u.request_timeout {
-                    l.request_timeout = v
-                }
+                patch!(listener_mut(&mut self.http_listeners, &u.address)?, u;
+                    copy: expect_proxy, front_timeout, back_timeout, connect_timeout, request_timeout;
+                    clone: sticky_name);
                 Ok(Applied::Changed)
             }
             R::UpdateHttpsListener(u) => {
-                let l = self
-                    .https_listeners
-                    .get_mut(&addr(&u.address)?)
-                    .ok_or(StateError::UnknownListener(addr(&u.address)?))?;
-                if let Some(p) = &u.public_address {
-                    l.public_address = Some(*p)
-                }
-                if let Some(v) = u.expect_proxy {
-                    l.expect_proxy = v
-                }
-                if let Some(v) = &u.sticky_name {
-                    l.sticky_name.clone_from(v)
-                }
-                if let Some(v) = u.front_timeout {
-                    l.front_timeout = v
-                }
-                if let Some(v) = u.back_timeout {
-                    l.back_timeout = v
-                }
-                if let Some(v) = u.connect_timeout {
-                    l.connect_timeout = v
-                }
-                if let Some(v) = u.request_timeout {
-                    l.request_timeout = v
-                }
+                patch!(listener_mut(&mut self.https_listeners, &u.address)?, u;
+                    copy: expect_proxy, front_timeout, back_timeout, connect_timeout, request_timeout;
+                    clone: sticky_name);
                 Ok(Applied::Changed)
             }
             R::UpdateTcpListener(u) => {
-                let l = self
-                    .tcp_listeners
-                    .get_mut(&addr(&u.address)?)
-                    .ok_or(StateError::UnknownListener(addr(&u.address)?))?;
-                if let Some(p) = &u.public_address {
-                    l.public_address = Some(*p)
-                }
-                if let Some(v) = u.expect_proxy {
-                    l.expect_proxy = v
-                }
-                if let Some(v) = u.front_timeout {
-                    l.front_timeout = v
-                }
-                if let Some(v) = u.back_timeout {
-                    l.back_timeout = v
-                }
-                if let Some(v) = u.connect_timeout {
-                    l.connect_timeout = v
-                }
+                patch!(listener_mut(&mut self.tcp_listeners, &u.address)?, u;
+                    copy: expect_proxy, front_timeout, back_timeout, connect_timeout;
+                    clone: );
                 Ok(Applied::Changed)
             }
             R::UpdateUdpListener(u) => {
-                let l = self
-                    .udp_listeners
-                    .get_mut(&addr(&u.address)?)
-                    .ok_or(StateError::UnknownListener(addr(&u.address)?))?;
-                if let Some(p) = &u.public_address {
-                    l.public_address = Some(*p)
-                }
-                if let Some(v) = u.front_timeout {
-                    l.front_timeout = v
-                }
-                if let Some(v) = u.back_timeout {
-                    l.back_timeout = v
-                }
-                if let Some(v) = u.max_rx_datagram_size {
-                    l.max_rx_datagram_size = v
-                }
-                if let Some(v) = u.max_flows {
-                    l.max_flows = v
-                }
+                patch!(listener_mut(&mut self.udp_listeners, &u.address)?, u;
+                    copy: front_timeout, back_timeout, max_rx_datagram_size, max_flows;
+                    clone: );
                 Ok(Applied::Changed)
             }
             R::AddCluster(c) => {

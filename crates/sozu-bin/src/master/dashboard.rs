@@ -57,19 +57,12 @@ impl Master {
     /// Serves one dashboard request.
     pub(super) fn serve_dashboard(&mut self, token: Token, id: Value, method: &str, params: Value) {
         let Some(client) = self.clients.get(&token) else { return };
-        if let Some(allowed) = &self.config.command_allowed_uids {
-            let uid = client.identity.cred.uid;
-            if !uid.is_some_and(|u| allowed.contains(&u)) {
-                let reason = format!(
-                    "unauthorized: actor UID {} not in command_allowed_uids",
-                    uid.map_or_else(|| "unknown".to_string(), |u| u.to_string())
-                );
-                warn!(self.log, "dashboard client {}: {method} refused: {reason}", client.client_id);
-                let request = command_request(&params).unwrap_or_default();
-                self.audit_refusal(token, &request, &reason);
-                self.dash_answer(token, |j| j.error(id, "unauthorized", &reason));
-                return;
-            }
+        if let Some(reason) = self.unauthorized(token) {
+            warn!(self.log, "dashboard client {}: {method} refused: {reason}", client.client_id);
+            let request = command_request(&params).unwrap_or_default();
+            self.audit_refusal(token, &request, &reason);
+            self.dash_answer(token, |j| j.error(id, "unauthorized", &reason));
+            return;
         }
         match method {
             "hello" => {

@@ -25,18 +25,11 @@ impl Master {
         let name = sozu_proto::request_name(&request);
         *self.request_counts.entry(name.to_string()).or_insert(0) += 1;
         let Some(client) = self.clients.get(&token) else { return };
-        if let Some(allowed) = &self.config.command_allowed_uids {
-            let uid = client.identity.cred.uid;
-            if !uid.is_some_and(|u| allowed.contains(&u)) {
-                let reason = format!(
-                    "unauthorized: actor UID {} not in command_allowed_uids",
-                    uid.map_or_else(|| "unknown".to_string(), |u| u.to_string())
-                );
-                warn!(self.log, "client {}: {name} refused: {reason}", client.client_id);
-                self.audit_refusal(token, &request, &reason);
-                self.reply(token, Response::failure(reason));
-                return;
-            }
+        if let Some(reason) = self.unauthorized(token) {
+            warn!(self.log, "client {}: {name} refused: {reason}", client.client_id);
+            self.audit_refusal(token, &request, &reason);
+            self.reply(token, Response::failure(reason));
+            return;
         }
         let Some(verb) = &request.request_type else {
             self.reply(token, Response::failure("empty request: no verb, or a verb this version does not know"));
@@ -189,6 +182,19 @@ impl Master {
             }
             _ => self.reply(token, Response::failure(format!("{name} is not supported by this version of sozu"))),
         }
+    }
+
+    /// Why the client's uid may not send commands, when `command_allowed_uids` is set
+    /// and it is not listed (or unknown).
+    pub(super) fn unauthorized(&self, token: Token) -> Option<String> {
+        let allowed = self.config.command_allowed_uids.as_ref()?;
+        let uid = self.clients.get(&token)?.identity.cred.uid;
+        (!uid.is_some_and(|u| allowed.contains(&u))).then(|| {
+            format!(
+                "unauthorized: actor UID {} not in command_allowed_uids",
+                uid.map_or_else(|| "unknown".to_string(), |u| u.to_string())
+            )
+        })
     }
 
     /// A mutating verb: the master state first (error: nothing sent), the attempt

@@ -1,0 +1,273 @@
+//! Verbs, frames, clients and state files.
+
+use super::support::*;
+
+#[test]
+fn every_verb_through_the_cli() {
+    let mut m = Master::start("verbs", "");
+    let http = format!("127.0.0.1:{}", m.http_port);
+    let tcp = format!("127.0.0.1:{}", m.tcp_port);
+    assert!(m.ok(&["status"]).contains("RUNNING"));
+    assert_eq!(m.worker_pids().len(), 2);
+    m.ok(&["cluster", "add", "-i", "api", "--load-balancing-policy", "random"]);
+    m.ok(&["backend", "add", "-i", "api", "--backend-id", "api-1", "-a", "127.0.0.1:9100"]);
+    m.ok(&["frontend", "http", "add", "-a", &http, "--hostname", "api.example", "-p", "/v1", "id", "api"]);
+    m.ok(&["cluster", "add", "-i", "db"]);
+    m.ok(&["frontend", "tcp", "add", "-i", "db", "-a", "127.0.0.1:7777"]);
+    let list = m.ok(&["frontend", "list"]);
+    assert!(list.contains("api.example") && list.contains("127.0.0.1:7777"), "{list}");
+    let one = m.ok(&["cluster", "list", "-i", "api"]);
+    assert!(one.contains("backend api-1 127.0.0.1:9100"), "{one}");
+    let by_domain = m.ok(&["-j", "cluster", "list", "-d", "api.example/v1"]);
+    assert!(by_domain.contains("\"main\""), "{by_domain}");
+    let hashes = m.ok(&["-j", "cluster", "list"]);
+    let v: serde_json::Value = serde_json::from_str(&hashes).unwrap();
+    let map = &v["WORKER_RESPONSES"]["map"];
+    assert_eq!(map["0"], map["main"], "worker 0 holds the master's state");
+    assert_eq!(map["1"], map["main"], "worker 1 holds the master's state");
+
+    m.ok(&["listener", "http", "add", "-a", "127.0.0.1:18999"]);
+    m.ok(&["listener", "http", "update", "-a", "127.0.0.1:18999", "--front-timeout", "5"]);
+    m.ok(&["listener", "http", "activate", "-a", "127.0.0.1:18999"]);
+    m.ok(&["listener", "http", "deactivate", "-a", "127.0.0.1:18999"]);
+    m.ok(&["listener", "tcp", "add", "-a", "127.0.0.1:18998"]);
+    let listeners = m.ok(&["listener", "list"]);
+    assert!(listeners.contains("127.0.0.1:18999") && listeners.contains(&tcp), "{listeners}");
+    m.ok(&["listener", "http", "remove", "-a", "127.0.0.1:18999"]);
+    m.ok(&["listener", "tcp", "remove", "-a", "127.0.0.1:18998"]);
+
+    let err = m.fails(&["frontend", "tcp", "add", "-i", "nope", "-a", "127.0.0.1:7778"]);
+    assert!(err.contains("Request failed: could not dispatch") && err.contains("unknown cluster"), "{err}");
+
+    m.ok(&["frontend", "http", "remove", "-a", &http, "--hostname", "api.example", "-p", "/v1", "id", "api"]);
+    m.ok(&["frontend", "tcp", "remove", "-i", "db", "-a", "127.0.0.1:7777"]);
+    m.ok(&["backend", "remove", "-i", "api", "--backend-id", "api-1", "-a", "127.0.0.1:9100"]);
+    m.ok(&["logging", "debug"]);
+    assert!(m.fails(&["logging", "loud"]).contains("not a level"));
+    m.ok(&["metrics", "enable"]);
+    assert!(m.ok(&["-j", "metrics", "get"]).contains("METRICS"));
+    let saved = m.dir.join("copy.state");
+    assert!(m.ok(&["state", "save", "-f", saved.to_str().unwrap()]).contains("Saved"));
+    m.ok(&["cluster", "remove", "-i", "api"]);
+    m.ok(&["cluster", "remove", "-i", "db"]);
+    assert!(m.ok(&["state", "load", "-f", saved.to_str().unwrap()]).contains("Successfully loaded state"));
+    assert!(m.ok(&["cluster", "list", "-i", "api"]).contains("cluster api"));
+    let stats = m.ok(&["state", "stats"]);
+    assert!(stats.contains("AddCluster") && stats.contains("2"), "{stats}");
+    assert!(m.fails(&["upgrade"]).contains("not supported"));
+    assert!(m.ok(&["config", "check"]).contains("valid"));
+
+    let status = m.stop();
+    assert!(status.success(), "clean stop: {status:?}");
+    assert!(!m.socket().exists(), "socket removed");
+    assert!(!m.dir.join("sozu.pid").exists(), "pid file removed");
+    // audit: the JSON chain verifies, every mutation recorded
+    let verify = Command::new(SOZU).args(["audit", "verify"]).arg(m.dir.join("audit.json")).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let text = std::fs::read_to_string(m.dir.join("audit.log")).unwrap();
+    assert_eq!(text.matches("verb=cluster_added").count(), 4, "attempt + completion for each of 2 adds");
+    assert!(text.lines().all(|l| l.contains("\tAUDIT\tCommand(ts=")));
+}
+
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    let m = Master::start("pipeline", "");
+    let mut raw = m.raw();
+    raw.send(&R::AddCluster(Cluster { cluster_id: "p1".into(), ..Default::default() }).into());
+    raw.send(&R::QueryClusterById("p1".into()).into());
+    raw.send(&R::CountRequests(CountRequests {}).into());
+    let first = raw.terminal();
+    assert_eq!(first.status, ResponseStatus::Ok as i32, "{}", first.message);
+    let second = raw.terminal();
+    assert!(matches!(second.content.and_then(|c| c.content_type), Some(ContentType::WorkerResponses(_))));
+    let third = raw.terminal();
+    assert!(matches!(third.content.and_then(|c| c.content_type), Some(ContentType::RequestCounts(_))));
+}
+
+#[test]
+fn bad_frames_get_an_answer_or_a_close_and_the_master_keeps_serving() {
+    let m = Master::start("frames", "");
+    // a prefix declaring 5 bytes: answered, then the stream goes on
+    let mut raw = m.raw();
+    raw.send_bytes(&5u64.to_le_bytes());
+    let r = raw.terminal();
+    assert!(r.message.contains("frame too short"), "{}", r.message);
+    raw.send(&R::Status(Status {}).into());
+    assert_eq!(raw.terminal().status, ResponseStatus::Ok as i32);
+    // garbage payload: answered, the stream goes on
+    raw.send_bytes(&[11, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff]);
+    assert!(raw.terminal().message.contains("not a valid message"));
+    // 2^40 bytes declared: answered, then closed
+    let mut big = m.raw();
+    big.send_bytes(&(1u64 << 40).to_le_bytes());
+    let r = big.terminal();
+    assert!(r.message.contains("too large"), "{}", r.message);
+    assert!(big.recv().is_none(), "connection closed");
+    // an empty request and an unknown verb (tag 200): FAILURE naming them
+    raw.send(&Request::default());
+    assert!(raw.terminal().message.contains("empty request"));
+    raw.send_bytes(&[11, 0, 0, 0, 0, 0, 0, 0, 0xc2, 0x0c, 0x00]);
+    assert!(raw.terminal().message.contains("empty request"));
+    raw.send(&R::LaunchWorker("x".into()).into());
+    assert!(raw.terminal().message.contains("LaunchWorker is not supported"));
+    // everyone else is still served
+    assert!(m.ok(&["status"]).contains("RUNNING"));
+}
+
+#[test]
+fn events_stream_from_subscribe_then_each_change_once() {
+    let m = Master::start("events", "");
+    let mut sub = m.raw();
+    sub.send(&R::SubscribeEvents(SubscribeEvents {}).into());
+    let first = sub.recv().unwrap();
+    assert_eq!(first.status, ResponseStatus::Processing as i32);
+    let kind = |r: &Response| match r.content.as_ref().and_then(|c| c.content_type.as_ref()) {
+        Some(ContentType::Event(e)) => e.kind,
+        _ => -1,
+    };
+    assert_eq!(kind(&first), EventKind::EventsSubscribed as i32);
+    m.ok(&["cluster", "add", "-i", "evt"]);
+    let next = sub.recv().unwrap();
+    assert_eq!(kind(&next), EventKind::ClusterAdded as i32);
+    assert_eq!(next.message, "main");
+    m.ok(&["cluster", "remove", "-i", "evt"]);
+    assert_eq!(kind(&sub.recv().unwrap()), EventKind::ClusterRemoved as i32, "delivered once, in order");
+}
+
+#[test]
+fn clients_connecting_and_leaving_leave_no_fd_behind() {
+    let m = Master::start("fds", "");
+    m.ok(&["status"]);
+    let baseline = count_fds(m.pid());
+    for i in 0..1000 {
+        let mut raw = m.raw();
+        if i % 10 == 0 {
+            raw.send(&R::CountRequests(CountRequests {}).into());
+            raw.terminal();
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while count_fds(m.pid()) != baseline && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count_fds(m.pid()), baseline);
+}
+
+#[test]
+fn an_unlisted_uid_is_refused_and_audited_and_hostile_ids_are_sanitized() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run a client as uid 65534");
+        return;
+    }
+    let m = Master::start("uids", "command_allowed_uids = [0]");
+    // let uid 65534 reach the socket at all (the master makes it 0600)
+    std::fs::set_permissions(m.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(SOZU)
+        .arg("-c")
+        .arg(&m.config)
+        .args(["cluster", "add", "-i", "intruder"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unauthorized: actor UID 65534 not in command_allowed_uids"), "{stderr}");
+    // root is allowed; an id with control bytes and column smuggling is recorded safely
+    m.ok(&["cluster", "add", "-i", "evil\n[x] AUDIT, result=ok"]);
+    let text = std::fs::read_to_string(m.dir.join("audit.log")).unwrap();
+    assert!(text.contains("verb=request_refused") && text.contains("actor_uid=65534"), "{text}");
+    assert!(!text.contains("cluster:intruder\n") || text.contains("error_code=unauthorized"));
+    for line in text.lines() {
+        assert!(line.starts_with('['), "every line is a record: {line:?}");
+        assert_eq!(line.matches("\tAUDIT\t").count(), 1);
+    }
+    assert!(text.contains("evil??x?"), "{text}");
+    let verify = Command::new(SOZU).args(["audit", "verify"]).arg(m.dir.join("audit.json")).output().unwrap();
+    assert!(verify.status.success());
+}
+
+#[test]
+fn a_second_master_refuses_to_start_and_boot_errors_leave_nothing_behind() {
+    let m = Master::start("twice", "");
+    let out = Command::new(SOZU).args(["start", "-c"]).arg(&m.config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    assert!(m.ok(&["status"]).contains("RUNNING"), "the first master is untouched");
+
+    // a bad configuration: clear message, non-zero exit, no socket
+    let dir = m.dir.join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c.toml"), "command_socket = \"s.sock\"\nworker_count = 0\n").unwrap();
+    let out = Command::new(SOZU).args(["start", "-c"]).arg(dir.join("c.toml")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("worker_count"));
+    assert!(!dir.join("s.sock").exists());
+    // a listener that cannot be bound: no socket, no pid file, no child left
+    std::fs::write(
+        dir.join("c2.toml"),
+        format!("command_socket = \"s2.sock\"\npid_file_path = \"p\"\n[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:{}\"\n", m.http_port),
+    )
+    .unwrap();
+    let out = Command::new(SOZU).args(["start", "-c"]).arg(dir.join("c2.toml")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot bind listener"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("s2.sock").exists() && !dir.join("p").exists());
+}
+
+#[test]
+fn the_cli_names_the_socket_when_no_master_runs() {
+    let dir = std::env::temp_dir().join(format!("sozu-e2e-nomaster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c.toml"), "command_socket = \"none.sock\"\n").unwrap();
+    let out = Command::new(SOZU).arg("-c").arg(dir.join("c.toml")).arg("status").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("none.sock") && stderr.contains("is sozu running?"), "{stderr}");
+}
+
+#[test]
+fn a_corrupt_state_file_changes_nothing() {
+    let m = Master::start("corrupt", "");
+    let path = m.dir.join("bad.state");
+    std::fs::write(&path, b"{\"id\":\"SAVE-0\",\"content\":{\"request_type\":{\"ADD_CLUSTER\":{\"cluster_id\":\"x\",\"sticky_session\":false,\"https_redirect\":false,\"load_balancing\":0}}}}\n\0garbage").unwrap();
+    let before = m.ok(&["-j", "cluster", "list"]);
+    let err = m.fails(&["state", "load", "-f", path.to_str().unwrap()]);
+    assert!(err.contains("record 1") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(m.ok(&["-j", "cluster", "list"]), before);
+}
+
+#[test]
+fn a_large_load_state_through_small_buffers_is_fully_acknowledged() {
+    // buffers far smaller than the fan-out: both directions must apply backpressure
+    let m = Master::start("bigload", "command_buffer_size = 16384\nmax_command_buffer_size = 65536");
+    let mut state = sozu_state::ConfigState::new();
+    for i in 0..3000 {
+        let id = format!("c{i}");
+        state.dispatch(&R::AddCluster(Cluster { cluster_id: id.clone(), ..Default::default() }).into()).unwrap();
+        let backend = AddBackend {
+            cluster_id: id.clone(),
+            backend_id: format!("{id}-b"),
+            address: std::net::SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 80)).into(),
+            ..Default::default()
+        };
+        state.dispatch(&R::AddBackend(backend).into()).unwrap();
+    }
+    let path = m.dir.join("big.state");
+    sozu_state::save_atomic(&path, &state).unwrap();
+    let out = m.ok(&["-t", "60000", "state", "load", "-f", path.to_str().unwrap()]);
+    assert!(out.contains("12000 ok messages, 0 errors"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list", "-i", "c2999"])).unwrap();
+    let map = v["WORKER_RESPONSES"]["map"].as_object().unwrap();
+    assert!(map["main"].to_string().contains("c2999-b"));
+    assert_eq!(map["0"], map["main"]);
+    assert_eq!(map["1"], map["main"]);
+    // an answer larger than the maximum is refused with a clear error, not a hang
+    let err = m.fails(&["cluster", "list"]);
+    assert!(err.contains("the answer does not fit"), "{err}");
+    assert!(m.ok(&["status"]).contains("RUNNING"));
+}

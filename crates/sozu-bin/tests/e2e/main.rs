@@ -1,0 +1,12 @@
+//! End to end: the real `sozu` binary with 2 workers on loopback, driven by the real
+//! CLI and by a raw client.
+//!
+//! Modules: `command` (verbs, frames, clients, state files), `supervision` (crashes,
+//! reload, stops, systemd), `traffic` (TCP proxying), `dashboard` (JSON-lines socket);
+//! `support` starts masters and speaks the protocols.
+
+mod command;
+mod dashboard;
+mod supervision;
+mod support;
+mod traffic;

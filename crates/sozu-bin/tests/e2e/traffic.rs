@@ -1,0 +1,118 @@
+//! TCP proxying under real traffic.
+
+use super::support::*;
+
+#[test]
+fn tcp_traffic_is_proxied_round_robin_and_counted() {
+    let m = tcp_master("tcp");
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let body = format!("ping-{i}-").repeat(2000); // 20+ KB: more than one buffer
+        let answer = tcp_call(m.tcp_port, body.as_bytes()).unwrap();
+        let (who, echoed) = answer.split_once(':').unwrap();
+        assert_eq!(echoed, body, "every byte both ways, half-close respected");
+        seen.insert(who.to_string());
+    }
+    assert_eq!(seen.len(), 2, "both backends used: {seen:?}");
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "metrics", "get"])).unwrap();
+    let workers = v["METRICS"]["workers"].as_object().unwrap();
+    let connections: i64 =
+        workers.values().map(|w| w["proxy"]["connections"]["inner"]["COUNT"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(connections, 20, "{v}");
+    let per_cluster: i64 = workers
+        .values()
+        .map(|w| w["clusters"]["db"]["cluster"]["connections"]["inner"]["COUNT"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(per_cluster, 20);
+    // merged across workers
+    assert_eq!(v["METRICS"]["proxying"]["connections"]["inner"]["COUNT"], 20);
+    assert_eq!(v["METRICS"]["clusters"]["db"]["cluster"]["connections"]["inner"]["COUNT"], 20);
+    let backends = v["METRICS"]["clusters"]["db"]["backends"].as_array().unwrap();
+    let per_backend: i64 =
+        backends.iter().map(|b| b["metrics"]["connections"]["inner"]["COUNT"].as_i64().unwrap()).sum();
+    assert_eq!(per_backend, 20, "{v}");
+}
+
+#[test]
+fn a_refused_backend_is_retried_on_the_next_one() {
+    let good = tcp_backend("good");
+    let dead = free_port();
+    let m = Master::start(
+        "tcpretry",
+        &format!(
+            "[clusters.db]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:TCP_PORT\" }}]\nbackends = [{{ address = \"127.0.0.1:{dead}\", backend_id = \"a-dead\" }}, {{ address = \"127.0.0.1:{good}\", backend_id = \"b-good\" }}]\n"
+        ),
+    );
+    for _ in 0..6 {
+        assert_eq!(tcp_call(m.tcp_port, b"x").unwrap(), "good:x");
+    }
+}
+
+#[test]
+fn kill_9_of_a_worker_under_traffic_is_replaced_and_routes_keep_working() {
+    let m = tcp_master("tcpkill");
+    let port = m.tcp_port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let traffic = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, 0);
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match tcp_call(port, b"load") {
+                Ok(a) if a.ends_with(":load") => ok += 1,
+                _ => failed += 1,
+            }
+        }
+        (ok, failed)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before = m.worker_pids();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(before[0]), nix::sys::signal::SIGKILL).unwrap();
+    let killed_at = Instant::now();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = m.worker_pids();
+        if pids.len() == 2 && !pids.contains(&before[0]) {
+            break;
+        }
+        assert!(Instant::now() < end, "no replacement");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let replaced_in = killed_at.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = traffic.join().unwrap();
+    assert!(ok > 50, "traffic flowed: {ok} ok, {failed} failed");
+    assert!(failed <= 5, "only connections in flight on the killed worker may fail: {failed}");
+    assert!(replaced_in < Duration::from_secs(2), "replaced in {replaced_in:?} (backoff base 100 ms)");
+    for _ in 0..20 {
+        assert!(tcp_call(port, b"after").unwrap().ends_with(":after"));
+    }
+    assert!(!Path::new(&format!("/proc/{}", before[0])).exists(), "no zombie");
+}
+
+#[test]
+fn sigterm_under_traffic_lets_in_flight_connections_finish() {
+    let mut m = tcp_master("tcpterm");
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", m.tcp_port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"first half, ").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(m.pid() as i32), nix::sys::signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // new connections are no longer accepted by the draining workers, ours goes on
+    c.write_all(b"second half").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.ends_with(":first half, second half"), "{answer}");
+    let mut child = m.child.take().unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "master did not exit after the drain");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "clean stop: {status:?}");
+}
