@@ -33,8 +33,27 @@ fn child_connector() {
     let _ = stream.read_to_end(&mut sink);
 }
 
+/// A copy of `exe` that any uid can run, in a fresh directory under /tmp (the build
+/// directory may sit under a directory other users cannot enter, such as a CI clone in
+/// /root). Remove `copy.parent()` when done.
+fn world_executable(exe: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sozu-exe-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join(exe.file_name().unwrap());
+    std::fs::copy(exe, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
 fn spawn_child(path: &std::path::Path, exit_at_once: bool, as_nobody: bool) -> std::process::Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let exe = std::env::current_exe().unwrap();
+    let exe = if as_nobody { world_executable(&exe) } else { exe };
+    let mut cmd = Command::new(exe);
     cmd.args(["--exact", "child_connector", "--test-threads=1", "-q"])
         .env(CHILD_ENV, path)
         .stdout(Stdio::null())
@@ -58,10 +77,7 @@ fn a_child_running_as_65534_is_seen_as_65534() {
     let path = dir.join("s.sock");
     let listener = UnixListener::bind(&path).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
-    // the test binary must be reachable by uid 65534
     let exe = std::env::current_exe().unwrap();
-    let readable = std::fs::metadata(&exe).unwrap().permissions().mode() & 0o001 != 0;
-    assert!(readable, "test binary {} must be executable by others", exe.display());
     let mut child = spawn_child(&path, false, true);
     let (stream, _) = listener.accept().unwrap();
     let users = UserResolver::new(SystemUsers, UserResolverConfig::default());
@@ -75,6 +91,11 @@ fn a_child_running_as_65534_is_seen_as_65534() {
     drop(stream);
     assert!(child.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&format!("sozu-exe-{}-", std::process::id())) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 #[test]

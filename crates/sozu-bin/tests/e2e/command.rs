@@ -162,7 +162,8 @@ fn an_unlisted_uid_is_refused_and_audited_and_hostile_ids_are_sanitized() {
     let m = Master::start("uids", "command_allowed_uids = [0]");
     // let uid 65534 reach the socket at all (the master makes it 0600)
     std::fs::set_permissions(m.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new(SOZU)
+    let exe = world_executable(Path::new(SOZU));
+    let out = Command::new(&exe)
         .arg("-c")
         .arg(&m.config)
         .args(["cluster", "add", "-i", "intruder"])
@@ -170,6 +171,7 @@ fn an_unlisted_uid_is_refused_and_audited_and_hostile_ids_are_sanitized() {
         .gid(65534)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("unauthorized: actor UID 65534 not in command_allowed_uids"), "{stderr}");

@@ -128,13 +128,15 @@ fn dashboard_refuses_an_unlisted_uid_and_audits_it() {
     }
     let m = dash_master("dashuid", "command_allowed_uids = [0]");
     std::fs::set_permissions(m.dir.join("dash.sock"), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
+    let exe = world_executable(&std::env::current_exe().unwrap());
+    let out = Command::new(&exe)
         .args(["--exact", "dashboard::dash_child_client", "--nocapture", "--test-threads=1"])
         .env(DASH_CHILD_ENV, m.dir.join("dash.sock"))
         .uid(65534)
         .gid(65534)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(r#""code":"unauthorized""#), "{stdout}");
     assert!(m.ok(&["cluster", "list", "-i", "web"]).contains("cluster web"), "nothing changed");

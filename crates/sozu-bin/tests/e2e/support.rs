@@ -305,3 +305,20 @@ pub(crate) fn dash_master(name: &str, extra: &str) -> Master {
         &format!("dashboard_socket = \"dash.sock\"\nevent_journal_size = 100\ndashboard_subscriber_queue = 8\n{extra}"),
     )
 }
+
+/// A copy of `exe` that any uid can run, in a fresh directory under /tmp (the build
+/// directory may sit under a directory other users cannot enter, such as a CI clone in
+/// /root). Remove `copy.parent()` when done.
+pub(crate) fn world_executable(exe: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sozu-exe-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join(exe.file_name().unwrap());
+    std::fs::copy(exe, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
