@@ -107,6 +107,13 @@ impl Master {
                 );
                 self.begin_stop(Some(token), hard);
             }
+            R::UpgradeWorker(id) => {
+                let id = *id;
+                if let Some(d) = describe(&request) {
+                    let _ = self.write_attempt(Some(token), Ulid::new(), &d, Ok(()), &request_sha(&request));
+                }
+                self.upgrade_worker(token, id);
+            }
             R::ReloadConfiguration(path) => {
                 let path = path.clone();
                 self.reload(Some(token), &path);

@@ -138,6 +138,7 @@ pub(super) fn describe(request: &Request) -> Option<Described> {
         R::Logging(f) => d("logging_level_changed", format!("logging:{f}"), None, None, Some(E::LoggingLevelChanged)),
         R::SaveState(p) => d("state_saved", format!("file:{p}"), None, None, Some(E::StateSaved)),
         R::LoadState(p) => d("state_loaded", format!("file:{p}"), None, None, Some(E::StateLoaded)),
+        R::UpgradeWorker(id) => d("worker_upgraded", format!("worker:{id}"), None, None, None),
         R::SoftStop(_) => d("sozu_stop_requested", "stop:soft".into(), None, None, Some(E::SozuStopRequested)),
         R::HardStop(_) => d("sozu_stop_requested", "stop:hard".into(), None, None, Some(E::SozuStopRequested)),
         _ => return None,

@@ -108,6 +108,9 @@ pub struct Master {
     pub(super) recent_crashes: VecDeque<Instant>,
     /// Worker slots given up on (crash loop).
     pub(super) failed_slots: u32,
+    /// Workers started by an upgrade and not yet confirmed: their death is the upgrade's
+    /// failure, not a crash to relaunch.
+    pub(super) upgrading: std::collections::HashSet<u32>,
     /// Consecutive unanswered health checks, by worker.
     pub(super) misses: HashMap<u32, u32>,
     pub(super) next_health_check: Option<Instant>,
@@ -175,6 +178,7 @@ impl Master {
             recent_crashes: VecDeque::new(),
             failed_slots: 0,
             misses: HashMap::new(),
+            upgrading: std::collections::HashSet::new(),
             next_health_check: None,
             watchdog: crate::sd_notify::watchdog_interval().map(|i| (i / 2, Instant::now())),
             boot_generation: 0,

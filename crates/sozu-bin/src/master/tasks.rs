@@ -41,6 +41,10 @@ pub(super) enum TaskKind {
     Boot,
     /// The first `Status` of a relaunched worker.
     Relaunch,
+    /// Worker upgrade, phase 1: the new worker's first answer.
+    UpgradeBoot { old: u32, new: u32 },
+    /// Worker upgrade, phase 2: the old worker drains.
+    UpgradeDrain { old: u32, new: u32 },
     /// A periodic `Status` to one worker, to detect a hung one.
     HealthCheck { worker: u32 },
 }
@@ -148,7 +152,7 @@ impl Master {
         };
         let worker_timeout = self.config.worker_timeout;
         let Some(task) = self.tasks.get_mut(&task_id) else { return };
-        if !matches!(task.kind, TaskKind::Stop { .. }) {
+        if !matches!(task.kind, TaskKind::Stop { .. } | TaskKind::UpgradeDrain { .. }) {
             // progress moves the deadline, except the drain deadline of a stop
             task.deadline = Some(Instant::now() + worker_timeout);
         }
@@ -329,6 +333,34 @@ impl Master {
                 Response::ok("", None)
             }
             TaskKind::Relaunch => Response::ok("", None),
+            TaskKind::UpgradeBoot { old, new } => {
+                let (old, new) = (*old, *new);
+                self.upgrading.remove(&new);
+                if failed.is_empty() {
+                    // the client stays busy: phase 2 answers it
+                    self.drain_old_worker(task.client, old, new);
+                    return;
+                }
+                // rollback: the new worker goes, the old one never stopped serving
+                if let Some(w) = self.workers.get_mut(&new) {
+                    w.run_state = RunState::Stopping;
+                    let _ = w.child.kill();
+                }
+                Response::failure(format!(
+                    "upgrade of worker {old} failed, it keeps serving: the new worker {new} did not start ({})",
+                    failed.join(", ")
+                ))
+            }
+            TaskKind::UpgradeDrain { old, new } => {
+                let (old, new) = (*old, *new);
+                if timed_out && let Some(w) = self.workers.get_mut(&old) {
+                    let _ = w.child.kill();
+                }
+                self.emit(sozu_proto::EventKind::WorkerUpgraded, None);
+                let drained =
+                    if timed_out { "drain deadline passed, it was killed" } else { "finished its connections" };
+                Response::ok(format!("Upgrade successful: worker {new} replaced worker {old}, which {drained}"), None)
+            }
             TaskKind::HealthCheck { worker } => {
                 let worker = *worker;
                 self.health_result(worker, failed.is_empty());

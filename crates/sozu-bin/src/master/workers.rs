@@ -240,7 +240,7 @@ impl Master {
         let Some(mut w) = self.workers.remove(&id) else { return };
         self.worker_tokens.remove(&w.token);
         let _ = self.poll.registry().deregister(w.channel.stream_mut());
-        let expected = w.run_state != RunState::Running;
+        let expected = w.run_state != RunState::Running || self.upgrading.contains(&id);
         let _ = w.child.kill();
         let status = w.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
         if expected {
@@ -379,6 +379,45 @@ impl Master {
             error!(self.log, "worker {worker} (pid {}) is hung: killing it", w.pid);
             let _ = w.child.kill();
             self.worker_died(worker, "hung: health checks unanswered");
+        }
+    }
+}
+
+impl Master {
+    /// `UpgradeWorker`: a new worker with the full state and the master's own listener
+    /// sockets; once it answers, the old one stops accepting and drains (bounded by
+    /// `soft_stop_timeout`). If the new worker fails to start, it is killed and the old
+    /// one, which never stopped, keeps serving.
+    pub(super) fn upgrade_worker(&mut self, token: Token, old: u32) {
+        if self.workers.get(&old).is_none_or(|w| w.run_state != RunState::Running) {
+            let message = format!("Worker {old} does not exist, or is stopping / stopped");
+            self.reply(token, sozu_proto::Response::failure(message));
+            return;
+        }
+        let new = match self.launch_worker() {
+            Ok(id) => id,
+            Err(e) => {
+                self.reply(token, sozu_proto::Response::failure(format!("upgrade of worker {old} failed: {e}")));
+                return;
+            }
+        };
+        self.upgrading.insert(new);
+        self.reply(token, sozu_proto::Response::processing(format!("Launched a new worker with id {new}")));
+        let status: sozu_proto::Request = R::Status(Status {}).into();
+        self.scatter(Some(token), TaskKind::UpgradeBoot { old, new }, &[status], Some(new), None);
+    }
+
+    pub(super) fn drain_old_worker(&mut self, client: Option<Token>, old: u32, new: u32) {
+        if let Some(token) = client {
+            self.reply(token, sozu_proto::Response::processing(format!("Soft stopping worker {old}")));
+        }
+        let stop: sozu_proto::Request = R::SoftStop(Default::default()).into();
+        let task = self.scatter(client, TaskKind::UpgradeDrain { old, new }, &[stop], Some(old), None);
+        if let Some(w) = self.workers.get_mut(&old) {
+            w.run_state = RunState::Stopping;
+        }
+        if let Some(t) = self.tasks.get_mut(&task) {
+            t.deadline = Some(Instant::now() + self.config.soft_stop_timeout);
         }
     }
 }

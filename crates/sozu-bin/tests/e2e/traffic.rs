@@ -116,3 +116,40 @@ fn sigterm_under_traffic_lets_in_flight_connections_finish() {
     };
     assert!(status.success(), "clean stop: {status:?}");
 }
+
+#[test]
+fn a_worker_upgrade_under_traffic_loses_no_connection() {
+    let m = tcp_master("tcpupgrade");
+    let port = m.tcp_port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let traffic = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, Vec::new());
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match tcp_call(port, b"up") {
+                Ok(a) if a.ends_with(":up") => ok += 1,
+                other => failed.push(format!("{other:?}")),
+            }
+        }
+        (ok, failed)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let before = m.worker_pids();
+    let out = m.ok(&["-t", "10000", "upgrade", "--worker", "0"]);
+    assert!(out.contains("Upgrade successful: worker 2 replaced worker 0"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = traffic.join().unwrap();
+    assert!(ok > 50, "{ok}");
+    assert!(failed.is_empty(), "no connection lost: {failed:?}");
+    let after = m.worker_pids();
+    assert_eq!(after.len(), 2);
+    assert!(!after.contains(&before[0]) && after.contains(&before[1]), "{before:?} -> {after:?}");
+    assert!(!Path::new(&format!("/proc/{}", before[0])).exists(), "old worker reaped");
+    // the new worker has the state
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list"])).unwrap();
+    let map = v["WORKER_RESPONSES"]["map"].as_object().unwrap();
+    assert_eq!(map["2"], map["main"]);
+    // an unknown worker: a clear failure, nothing changes
+    assert!(m.fails(&["upgrade", "--worker", "9"]).contains("Worker 9 does not exist"));
+}
