@@ -12,6 +12,7 @@ use prost::Message;
 use sozu_proto::request::RequestType as R;
 use sozu_proto::*;
 
+use crate::state::cluster_requests;
 use crate::{Row, Section};
 
 struct Master {
@@ -228,37 +229,6 @@ fn cli_rows(sozu: &Path, quick: bool) -> Vec<Row> {
         ratio: status.as_secs_f64() / version.as_secs_f64(),
         target: "≤ 1.2 (Sōzu 2.1: 1.46)".into(),
     }]
-}
-
-fn cluster_requests(i: usize) -> [Request; 4] {
-    let id = format!("cluster-{i}");
-    let listener = std::net::SocketAddr::from(([127, 0, 0, 1], 8080)).into();
-    [
-        R::AddCluster(Cluster { cluster_id: id.clone(), ..Default::default() }).into(),
-        R::AddHttpFrontend(RequestHttpFrontend {
-            cluster_id: Some(id.clone()),
-            address: listener,
-            hostname: format!("host-{i}.example.com"),
-            path: PathRule { kind: 0, value: "/".into() },
-            position: 2,
-            ..Default::default()
-        })
-        .into(),
-        R::AddBackend(AddBackend {
-            cluster_id: id.clone(),
-            backend_id: format!("{id}-0"),
-            address: std::net::SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 8000)).into(),
-            ..Default::default()
-        })
-        .into(),
-        R::AddBackend(AddBackend {
-            cluster_id: id.clone(),
-            backend_id: format!("{id}-1"),
-            address: std::net::SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 8001)).into(),
-            ..Default::default()
-        })
-        .into(),
-    ]
 }
 
 fn fanout_rows(sozu: &Path, quick: bool) -> Vec<Row> {

@@ -29,9 +29,27 @@ fn for_each_request(clusters: usize, mut out: impl FnMut(Request)) {
         ..Default::default()
     })));
     for i in 0..clusters {
-        let id = format!("cluster-{i}");
-        out(R::AddCluster(Cluster { cluster_id: id.clone(), load_balancing: 3, ..Default::default() }).into());
-        out(R::AddHttpFrontend(RequestHttpFrontend {
+        cluster_requests(i).into_iter().for_each(&mut out);
+    }
+}
+
+/// One cluster of the benchmarks: AddCluster, an HTTP frontend on 127.0.0.1:8080 and
+/// two backends.
+pub(crate) fn cluster_requests(i: usize) -> [Request; 4] {
+    let id = format!("cluster-{i}");
+    let listener: SocketAddress = SocketAddr::from(([127, 0, 0, 1], 8080)).into();
+    let backend = |b: u16| {
+        Request::from(R::AddBackend(AddBackend {
+            cluster_id: id.clone(),
+            backend_id: format!("{id}-{b}"),
+            address: SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 8000 + b)).into(),
+            load_balancing_parameters: Some(LoadBalancingParams { weight: 100 }),
+            ..Default::default()
+        }))
+    };
+    [
+        R::AddCluster(Cluster { cluster_id: id.clone(), load_balancing: 3, ..Default::default() }).into(),
+        R::AddHttpFrontend(RequestHttpFrontend {
             cluster_id: Some(id.clone()),
             address: listener,
             hostname: format!("host-{i}.example.com"),
@@ -39,18 +57,10 @@ fn for_each_request(clusters: usize, mut out: impl FnMut(Request)) {
             position: 2,
             ..Default::default()
         })
-        .into());
-        for b in 0..2u16 {
-            out(R::AddBackend(AddBackend {
-                cluster_id: id.clone(),
-                backend_id: format!("{id}-{b}"),
-                address: SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 8000 + b)).into(),
-                load_balancing_parameters: Some(LoadBalancingParams { weight: 100 }),
-                ..Default::default()
-            })
-            .into());
-        }
-    }
+        .into(),
+        backend(0),
+        backend(1),
+    ]
 }
 
 fn state_of(requests: &[Request]) -> ConfigState {
