@@ -158,13 +158,16 @@ pub enum MetricsCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCmd {
-    /// Save the state to a file (path relative to this directory).
+    /// Save the state to a file (a relative path is made absolute against this directory).
     Save {
+        /// Where to write.
         #[arg(short, long)]
         file: PathBuf,
     },
-    /// Load a state file (all or nothing).
+    /// Load a state file, all or nothing (a relative path is resolved against the
+    /// configuration file's directory by the master).
     Load {
+        /// What to read.
         #[arg(short, long)]
         file: PathBuf,
     },
@@ -193,6 +196,7 @@ pub enum ClusterCmd {
     },
     /// Add (or replace) a cluster.
     Add {
+        /// Cluster id.
         #[arg(short, long)]
         id: String,
         /// Sticky sessions.
@@ -207,11 +211,13 @@ pub enum ClusterCmd {
         /// Expect a PROXY protocol header from clients.
         #[arg(long)]
         expect_proxy: bool,
+        /// How backends are chosen.
         #[arg(long, value_enum, default_value = "round-robin")]
         load_balancing_policy: LoadBalancing,
     },
     /// Remove a cluster with its frontends and backends.
     Remove {
+        /// Cluster id.
         #[arg(short, long)]
         id: String,
     },
@@ -224,6 +230,7 @@ pub enum BackendCmd {
         /// Cluster id.
         #[arg(short, long)]
         id: String,
+        /// Backend id, unique in the cluster.
         #[arg(long)]
         backend_id: String,
         /// Backend address, ip:port.
@@ -238,10 +245,13 @@ pub enum BackendCmd {
     },
     /// Remove a backend.
     Remove {
+        /// Cluster id.
         #[arg(short, long)]
         id: String,
+        /// Backend id.
         #[arg(long)]
         backend_id: String,
+        /// Backend address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
     },
@@ -278,6 +288,7 @@ pub struct HttpRoute {
     /// Listener address, ip:port.
     #[arg(short, long)]
     pub address: std::net::SocketAddr,
+    /// Host name to match (exact, or `*.example.com`).
     #[arg(long)]
     pub hostname: String,
     /// Path prefix.
@@ -322,17 +333,22 @@ pub enum HttpFrontendCmd {
 pub enum TcpFrontendCmd {
     /// Add a TCP frontend.
     Add {
+        /// Cluster id.
         #[arg(short, long)]
         id: String,
+        /// Listener address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
+        /// Tags, 'k=v, k2=v2'.
         #[arg(long)]
         tags: Option<String>,
     },
     /// Remove a TCP frontend.
     Remove {
+        /// Cluster id.
         #[arg(short, long)]
         id: String,
+        /// Listener address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
     },
@@ -356,18 +372,25 @@ pub enum ListenerCmd {
 
 #[derive(Debug, Args)]
 pub struct ListenerOptions {
+    /// Address clients see (behind NAT or a load balancer), ip:port.
     #[arg(long)]
     pub public_address: Option<std::net::SocketAddr>,
+    /// Expect a PROXY protocol header from clients.
     #[arg(long)]
     pub expect_proxy: bool,
+    /// Name of the sticky-session cookie (HTTP).
     #[arg(long)]
     pub sticky_name: Option<String>,
+    /// Seconds a client connection may stay idle (default 60).
     #[arg(long)]
     pub front_timeout: Option<u32>,
+    /// Seconds a backend connection may stay idle (default 30).
     #[arg(long)]
     pub back_timeout: Option<u32>,
+    /// Seconds to connect to a backend (default 3).
     #[arg(long)]
     pub connect_timeout: Option<u32>,
+    /// Seconds to receive a whole request (HTTP, default 10).
     #[arg(long)]
     pub request_timeout: Option<u32>,
 }
@@ -376,6 +399,7 @@ pub struct ListenerOptions {
 pub enum ListenerAction {
     /// Add a listener.
     Add {
+        /// Listener address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
         #[command(flatten)]
@@ -383,6 +407,7 @@ pub enum ListenerAction {
     },
     /// Change a listener's settings.
     Update {
+        /// Listener address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
         #[command(flatten)]
@@ -390,16 +415,19 @@ pub enum ListenerAction {
     },
     /// Remove a listener.
     Remove {
+        /// Listener address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
     },
     /// Start accepting.
     Activate {
+        /// Listener address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
     },
     /// Stop accepting.
     Deactivate {
+        /// Listener address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
     },
