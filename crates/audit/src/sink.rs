@@ -279,6 +279,13 @@ impl AuditLog {
         self
     }
 
+    /// Adds an already opened JSON sink (for example [`JsonSink::open_file`], which
+    /// continues the chain of an existing file).
+    pub fn with_json_sink(mut self, sink: JsonSink<impl LineWriter + Send + 'static>) -> Self {
+        self.json = Some(JsonSink::resume(Box::new(sink.writer), sink.prev));
+        self
+    }
+
     /// Records `entry` in every sink. Under [`FailPolicy::Closed`] the first failure
     /// is returned; under [`FailPolicy::Open`] it is counted and `Ok` returned.
     pub fn record(&mut self, entry: &AuditEntry) -> Result<(), AuditError> {

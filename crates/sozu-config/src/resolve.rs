@@ -168,6 +168,14 @@ fn positive(key: &str, v: Option<i64>, default: u64) -> Result<u64, ConfigError>
     if v == 0 { Err(err(key, "must be greater than 0")) } else { Ok(v) }
 }
 
+fn millis(key: &str, v: Option<i64>, default: u64) -> Result<Duration, ConfigError> {
+    positive(key, v, default).map(Duration::from_millis)
+}
+
+fn secs(key: &str, v: Option<i64>, default: u64) -> Result<Duration, ConfigError> {
+    positive(key, v, default).map(Duration::from_secs)
+}
+
 fn addr(key: &str, v: Option<&str>) -> Result<SocketAddr, ConfigError> {
     let v = v.ok_or_else(|| err(key, "missing; expected an address such as \"127.0.0.1:8080\""))?;
     v.parse().map_err(|_| err(key, format!("{v:?} is not an ip:port address such as \"127.0.0.1:8080\"")))
@@ -259,17 +267,9 @@ impl Config {
             command_socket: at(file.command_socket.as_deref().unwrap_or("sozu.sock")),
             worker_count: int("worker_count", file.worker_count, 2, "1 to 65535")?,
             worker_automatic_restart: file.worker_automatic_restart.unwrap_or(true),
-            worker_timeout: Duration::from_secs(positive("worker_timeout", file.worker_timeout, 10)?),
-            worker_restart_delay: Duration::from_millis(positive(
-                "worker_restart_delay_ms",
-                file.worker_restart_delay_ms,
-                500,
-            )?),
-            worker_restart_max_delay: Duration::from_millis(positive(
-                "worker_restart_max_delay_ms",
-                file.worker_restart_max_delay_ms,
-                30_000,
-            )?),
+            worker_timeout: secs("worker_timeout", file.worker_timeout, 10)?,
+            worker_restart_delay: millis("worker_restart_delay_ms", file.worker_restart_delay_ms, 500)?,
+            worker_restart_max_delay: millis("worker_restart_max_delay_ms", file.worker_restart_max_delay_ms, 30_000)?,
             worker_health_check_interval: match int::<u64>(
                 "worker_health_check_interval",
                 file.worker_health_check_interval,
@@ -294,11 +294,7 @@ impl Config {
                 as usize,
             event_journal_size: int("event_journal_size", file.event_journal_size, 1024, "0 or more")?,
             worker_max_restarts: int("worker_max_restarts", file.worker_max_restarts, 10, "0 to 4294967295")?,
-            worker_restart_window: Duration::from_secs(positive(
-                "worker_restart_window",
-                file.worker_restart_window,
-                60,
-            )?),
+            worker_restart_window: secs("worker_restart_window", file.worker_restart_window, 60)?,
             ctl_command_timeout: Duration::from_millis(int(
                 "ctl_command_timeout",
                 file.ctl_command_timeout,

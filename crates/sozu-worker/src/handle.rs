@@ -26,7 +26,8 @@ impl Worker {
         let ok = |content: Option<ContentType>| WorkerResponse::ok(id.clone(), content.map(ResponseContent::from));
         match verb {
             R::Status(_) => (ok(None), Outcome::Continue),
-            R::SoftStop(_) | R::HardStop(_) => {
+            // SoftStop is handled by the event loop: it waits for connections to drain
+            R::HardStop(_) => {
                 info!(self.log, "worker {} stopping on {}", self.id, sozu_proto::verb_name(verb));
                 (ok(None), Outcome::Stop)
             }

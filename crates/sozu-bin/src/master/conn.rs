@@ -110,7 +110,6 @@ impl JsonConn {
         loop {
             match self.decoder.next_line() {
                 Ok(Some(l)) => return Ok(Some(Ok(l))),
-                Err(e @ LineError::InvalidUtf8) => return Ok(Some(Err(e))),
                 Err(e) => return Ok(Some(Err(e))),
                 Ok(None) => {}
             }

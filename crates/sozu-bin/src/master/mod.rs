@@ -55,11 +55,11 @@ pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
 
     let exe = open_own_executable()?;
     let mut guard = BootGuard { socket: None, dashboard: None, pid_file: None };
-    let command_socket = bind_command_socket(&config.command_socket)?;
+    let command_socket = bind_unix_socket(&config.command_socket)?;
     guard.socket = Some(config.command_socket.clone());
     let dashboard_socket = match &config.dashboard_socket {
         Some(path) => {
-            let socket = bind_command_socket(path)?;
+            let socket = bind_unix_socket(path)?;
             guard.dashboard = Some(path.clone());
             Some(socket)
         }
@@ -123,9 +123,9 @@ fn open_own_executable() -> anyhow::Result<OwnedFd> {
     open("/proc/self/exe", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).context("cannot open /proc/self/exe")
 }
 
-/// Binds the command socket with mode 0600 from the start (umask during bind), after
+/// Binds the command (or dashboard) socket with mode 0600 from the start (umask during bind), after
 /// refusing to run beside a live master and removing a stale socket.
-fn bind_command_socket(path: &Path) -> anyhow::Result<UnixListener> {
+fn bind_unix_socket(path: &Path) -> anyhow::Result<UnixListener> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!("a sozu master is already running on {}", path.display());

@@ -500,11 +500,7 @@ fn open_audit(config: &Config, log: &Logger) -> anyhow::Result<AuditLog> {
         if let Some(n) = notice {
             warn!(log, "{n}");
         }
-        let head = sink.head().to_string();
-        // re-open as a plain file sink continuing the chain
-        drop(sink);
-        let (file, _) = FileSink::open(path, Fsync::Always)?;
-        audit = audit.with_json(file, head);
+        audit = audit.with_json_sink(sink);
     }
     Ok(audit)
 }
