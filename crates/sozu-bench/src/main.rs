@@ -1,4 +1,4 @@
-//! `sozu-bench [--quick] [--out FILE]`: runs every benchmark and writes a Markdown
+//! `sozu-bench [--quick] [--only SECTION,...] [--sozu PATH] [--sozu21 PATH] [--out FILE]`: runs the benchmarks and writes a Markdown
 //! report. Figures are ratios against a baseline measured in the same run on the same
 //! machine, so they compare across machines; absolute numbers are given for context.
 
@@ -52,12 +52,35 @@ fn main() {
     let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).cloned();
 
     let sozu = args.iter().position(|a| a == "--sozu").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
-    let mut sections = vec![channel::run(quick), audit::run(quick), state::run(quick)];
-    match &sozu {
-        Some(path) => sections.push(master::run(path, quick)),
-        None => eprintln!("no --sozu PATH: the master benchmarks are skipped"),
+    // `--sozu21 PATH`: a Sōzu 2.1 binary, measured in the same run for comparison
+    let sozu21 = args.iter().position(|a| a == "--sozu21").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
+    // `--only NAME[,NAME]`: run only these sections (channel, audit, state, master, dashboard;
+    // master-load: only the LoadState rows of the master)
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_string).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
+    let mut sections = Vec::new();
+    if wanted("channel") {
+        sections.push(channel::run(quick));
     }
-    sections.push(dashboard::run(sozu.as_deref(), quick));
+    if wanted("audit") {
+        sections.push(audit::run(quick));
+    }
+    if wanted("state") {
+        sections.push(state::run(quick));
+    }
+    if wanted("master") || wanted("master-load") {
+        match &sozu {
+            Some(path) => sections.push(master::run(path, sozu21.as_deref(), quick, !wanted("master"))),
+            None => eprintln!("no --sozu PATH: the master benchmarks are skipped"),
+        }
+    }
+    if wanted("dashboard") {
+        sections.push(dashboard::run(sozu.as_deref(), quick));
+    }
 
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");

@@ -84,6 +84,78 @@ impl Drop for Master {
     }
 }
 
+/// A Sōzu 2.1 master (its own binary, given by `--sozu21 PATH`), for same-run
+/// comparisons. Its buffers are enlarged: with the defaults a large LoadState kills its
+/// workers.
+struct Sozu21 {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Sozu21 {
+    fn start(binary: &Path, tag: &str) -> Sozu21 {
+        let dir = std::env::temp_dir().join(format!("sozu-bench-sozu21-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("sozu.sock");
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "command_socket = \"{}\"\nworker_count = 2\nworker_automatic_restart = false\nlog_level = \"warn\"\n\
+                 command_buffer_size = 16384000\nmax_command_buffer_size = 163840000\nmax_connections = 1000\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .args(["start", "-c"])
+            .arg(dir.join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Sōzu 2.1");
+        let end = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < end, "Sōzu 2.1 did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let s = Sozu21 { dir, child };
+        s.connect().call(&R::Status(Status {}).into());
+        s
+    }
+
+    fn connect(&self) -> Conn {
+        Conn(UnixStream::connect(self.dir.join("sozu.sock")).unwrap())
+    }
+}
+
+impl Drop for Sozu21 {
+    fn drop(&mut self) {
+        let _ = self.connect().0.write_all(&{
+            let body = Request::from(R::HardStop(HardStop {})).encode_to_vec();
+            let mut frame = ((body.len() + 8) as u64).to_le_bytes().to_vec();
+            frame.extend(body);
+            frame
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Mean wall time of `runs` runs of `binary -c config args`.
+fn mean_run(binary: &Path, config: &Path, args: &[&str], runs: u32) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = Command::new(binary).arg("-c").arg(config).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        total += start.elapsed();
+    }
+    total / runs
+}
+
 fn rss_of(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -203,32 +275,39 @@ fn status_rows(sozu: &Path, quick: bool) -> Vec<Row> {
     rows
 }
 
-fn cli_rows(sozu: &Path, quick: bool) -> Vec<Row> {
+fn cli_rows(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Vec<Row> {
     let m = Master::start(sozu, 2, "cli");
     let config = m.dir.join("config.toml");
     let runs = if quick { 20 } else { 100 };
-    let time = |args: &[&str]| {
-        let mut best = Duration::MAX;
-        let mut total = Duration::ZERO;
-        for _ in 0..runs {
-            let start = Instant::now();
-            let out = Command::new(sozu).arg("-c").arg(&config).args(args).output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            let t = start.elapsed();
-            total += t;
-            best = best.min(t);
-        }
-        total / runs
-    };
-    let version = time(&["--version"]);
-    let status = time(&["status"]);
-    vec![Row {
+    // interleaved, so that a slow moment of the machine hits both
+    let (mut version, mut status) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..runs / 10 {
+        version += mean_run(sozu, &config, &["--version"], 10);
+        status += mean_run(sozu, &config, &["status"], 10);
+    }
+    let (version, status) = (version / (runs / 10), status / (runs / 10));
+    let mut rows = vec![Row {
         name: format!("`sozu status` as a whole process, mean of {runs}"),
         ours: format!("{:.2} ms", status.as_secs_f64() * 1e3),
         baseline: format!("{:.2} ms (`sozu --version`)", version.as_secs_f64() * 1e3),
         ratio: status.as_secs_f64() / version.as_secs_f64(),
         target: "≤ 1.2 (Sōzu 2.1: 1.46)".into(),
-    }]
+    }];
+    drop(m);
+    if let Some(binary) = sozu21 {
+        let s = Sozu21::start(binary, "cli");
+        let config = s.dir.join("config.toml");
+        let version = mean_run(binary, &config, &["--version"], runs);
+        let status = mean_run(binary, &config, &["status"], runs);
+        rows.push(Row {
+            name: format!("Sōzu 2.1's `sozu status` against its master, mean of {runs} (for comparison)"),
+            ours: format!("{:.2} ms", status.as_secs_f64() * 1e3),
+            baseline: format!("{:.2} ms (its `sozu --version`)", version.as_secs_f64() * 1e3),
+            ratio: status.as_secs_f64() / version.as_secs_f64(),
+            target: "—".into(),
+        });
+    }
+    rows
 }
 
 fn fanout_rows(sozu: &Path, quick: bool) -> Vec<Row> {
@@ -264,7 +343,7 @@ fn fanout_rows(sozu: &Path, quick: bool) -> Vec<Row> {
     }]
 }
 
-fn load_rows(sozu: &Path, quick: bool) -> Vec<Row> {
+fn load_rows(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Vec<Row> {
     let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
     let mut rows = Vec::new();
     for &n in sizes {
@@ -284,22 +363,32 @@ fn load_rows(sozu: &Path, quick: bool) -> Vec<Row> {
                 state.dispatch(&r).unwrap();
             }
         }
-        let m = Master::start(sozu, 2, &format!("load{n}"));
-        let path = m.dir.join("bench.state");
-        sozu_state::save_atomic(&path, &state).unwrap();
         let records = state.request_count();
-        let mut c = m.connect();
+        let file = std::env::temp_dir().join(format!("sozu-bench-load{n}-{}.state", std::process::id()));
+        sozu_state::save_atomic(&file, &state).unwrap();
+        drop(state);
         // the floor: parsing the same file in this process
         let start = Instant::now();
-        let parsed = sozu_state::load_file(&sozu_state::ConfigState::new(), &path, 2_000_000).unwrap();
+        let parsed = sozu_state::load_file(&sozu_state::ConfigState::new(), &file, 2_000_000).unwrap();
         let parse_only = start.elapsed();
         drop(parsed);
-        let start = Instant::now();
-        c.call(&R::LoadState(path.display().to_string()).into());
-        let took = start.elapsed();
-        let (master_rss, worker_rss) = m.rss_mib();
+        // best of 3 (each on a fresh master) at 10k, one run at 100k
+        let runs = if n <= 10_000 { 3 } else { 1 };
+        let mut took = Duration::MAX;
+        let (mut master_rss, mut worker_rss) = (0.0, 0.0);
+        for run in 0..runs {
+            let m = Master::start(sozu, 2, &format!("load{n}-{run}"));
+            let mut c = m.connect();
+            let start = Instant::now();
+            c.call(&R::LoadState(file.display().to_string()).into());
+            took = took.min(start.elapsed());
+            (master_rss, worker_rss) = m.rss_mib();
+        }
         rows.push(Row {
-            name: format!("LoadState {n} clusters ({records} records), default buffers, until 2 workers acknowledged"),
+            name: format!(
+                "LoadState {n} clusters ({records} records), default buffers, until 2 workers acknowledged{}",
+                if runs > 1 { ", best of 3" } else { "" }
+            ),
             ours: format!(
                 "{:.0} ms ({:.0} records/s); after: master {master_rss:.1} MiB, worker {worker_rss:.1} MiB",
                 took.as_secs_f64() * 1e3,
@@ -309,15 +398,44 @@ fn load_rows(sozu: &Path, quick: bool) -> Vec<Row> {
             ratio: took.as_secs_f64() / parse_only.as_secs_f64(),
             target: if n == 10_000 { "≤ 100 ms; master ≤ 30 MiB, worker ≤ 50 MiB".into() } else { "—".into() },
         });
+        if let Some(binary) = sozu21.filter(|_| n == 10_000) {
+            let s = Sozu21::start(binary, "load");
+            let mut c = s.connect();
+            let start = Instant::now();
+            c.call(&R::LoadState(file.display().to_string()).into());
+            let theirs = start.elapsed();
+            let pids: Vec<u32> =
+                std::fs::read_to_string(format!("/proc/{}/task/{}/children", s.child.id(), s.child.id()))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+            let their_worker = pids.iter().map(|p| rss_of(*p)).fold(0.0, f64::max);
+            rows.push(Row {
+                name: format!("LoadState {n} clusters: ours (best of 3) / Sōzu 2.1 (enlarged buffers), same run"),
+                ours: format!("{:.0} ms", took.as_secs_f64() * 1e3),
+                baseline: format!(
+                    "{:.0} ms; after: master {:.1} MiB, worker {their_worker:.1} MiB",
+                    theirs.as_secs_f64() * 1e3,
+                    rss_of(s.child.id())
+                ),
+                ratio: took.as_secs_f64() / theirs.as_secs_f64(),
+                target: "≤ 0.26 (100 ms / Sōzu's 380 ms on the reference machine)".into(),
+            });
+        }
+        let _ = std::fs::remove_file(&file);
     }
     rows
 }
 
-pub fn run(sozu: &Path, quick: bool) -> Section {
-    let mut rows = status_rows(sozu, quick);
-    rows.extend(cli_rows(sozu, quick));
-    rows.extend(fanout_rows(sozu, quick));
-    rows.extend(load_rows(sozu, quick));
+pub fn run(sozu: &Path, sozu21: Option<&Path>, quick: bool, load_only: bool) -> Section {
+    let mut rows = Vec::new();
+    if !load_only {
+        rows.extend(status_rows(sozu, quick));
+        rows.extend(cli_rows(sozu, sozu21, quick));
+        rows.extend(fanout_rows(sozu, quick));
+    }
+    rows.extend(load_rows(sozu, sozu21, quick));
     Section {
         title: "Master (release `sozu` binary, real processes)",
         baseline: "status: the same bytes relayed over two socketpair hops; CLI: `sozu --version`; fan-out: Status round trips on the same connection; LoadState: parsing and applying the file in one process",

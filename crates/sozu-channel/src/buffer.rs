@@ -27,11 +27,15 @@ pub trait Fill {
     }
 }
 
+/// The most a drained buffer keeps allocated.
+pub const IDLE_SIZE: usize = 64 * 1024;
+
 /// A contiguous byte buffer with a read cursor (`start`) and a write cursor (`end`).
 ///
-/// It starts at `initial` bytes, grows by doubling up to `max`, and returns to
-/// `initial` once (nearly) drained. Growth never goes past `max`: callers check the
-/// size they need first.
+/// It starts at `initial` bytes, grows by doubling up to `max`, and once (nearly)
+/// drained returns to its idle size, `initial` or [`IDLE_SIZE`] if smaller: a channel
+/// that once carried a 2 MB burst does not keep megabytes resident while idle. Growth
+/// never goes past `max`: callers check the size they need first.
 #[derive(Debug)]
 pub struct Buffer {
     data: Vec<u8>,
@@ -76,17 +80,18 @@ impl Buffer {
     }
 
     /// Drops `n` bytes from the front (at most what is held), shrinking back to the
-    /// initial size when what remains is small.
+    /// idle size when what remains is small.
     pub fn consume(&mut self, n: usize) {
         self.start += n.min(self.len());
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
-        if self.capacity() > self.initial && self.len() * 4 < self.initial {
+        let idle = self.initial.min(IDLE_SIZE);
+        if self.capacity() > idle && self.len() * 4 < idle {
             self.compact();
-            self.data.truncate(self.initial);
-            self.data.shrink_to(self.initial);
+            self.data.truncate(idle);
+            self.data.shrink_to(idle);
         }
     }
 
@@ -158,6 +163,20 @@ mod tests {
         b.consume(19);
         assert_eq!(b.capacity(), 8, "shrunk back");
         assert_eq!(b.data(), &[7]);
+    }
+
+    #[test]
+    fn a_large_buffer_drains_to_the_idle_size() {
+        let mut b = Buffer::new(1 << 20, 4 << 20);
+        assert_eq!(b.capacity(), 1 << 20);
+        assert!(b.reserve(3 << 20));
+        b.space()[..3 << 20].fill(1);
+        b.fill(3 << 20);
+        b.consume((3 << 20) - 10);
+        assert_eq!(b.capacity(), super::IDLE_SIZE);
+        assert_eq!(b.data(), &[1; 10]);
+        assert!(b.reserve(2 << 20), "grows again on demand");
+        assert_eq!(b.data(), &[1; 10]);
     }
 
     #[test]

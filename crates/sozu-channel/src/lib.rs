@@ -24,7 +24,7 @@ mod lines;
 mod nonblocking;
 
 pub use blocking::BlockingChannel;
-pub use buffer::{Buffer, Fill};
+pub use buffer::{Buffer, Fill, IDLE_SIZE};
 pub use codec::{Decoder, Encoder, FrameError, Limits, PREFIX_LEN};
 pub use lines::{LineDecoder, LineError};
 pub use nonblocking::Channel;

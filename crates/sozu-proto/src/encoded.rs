@@ -1,6 +1,7 @@
 //! A `WorkerRequest` whose content was encoded once, to send the same request to many
 //! workers without re-encoding or cloning it.
 
+use std::ops::{Deref, Range};
 use std::sync::Arc;
 
 use prost::bytes::{Buf, BufMut};
@@ -13,7 +14,40 @@ pub struct EncodedWorkerRequest {
     /// The request id (`<Verb>-<worker>-<task>-<index>`).
     pub id: String,
     /// The protobuf encoding of the `Request`.
-    pub content: Arc<[u8]>,
+    pub content: SharedBytes,
+}
+
+/// An immutable slice of a shared buffer: the requests of one batch all point into one
+/// allocation, and every worker's copy of a request is the same bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SharedBytes {
+    buf: Arc<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl SharedBytes {
+    /// The bytes `range` of `buf`; a range outside `buf` is clamped to it.
+    pub fn new(buf: Arc<[u8]>, range: Range<usize>) -> Self {
+        let end = range.end.min(buf.len());
+        let start = range.start.min(end);
+        SharedBytes { buf, start, end }
+    }
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl From<Vec<u8>> for SharedBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        SharedBytes { buf: Arc::from(bytes), start: 0, end }
+    }
 }
 
 impl prost::Message for EncodedWorkerRequest {
@@ -43,7 +77,7 @@ impl prost::Message for EncodedWorkerRequest {
 
     fn clear(&mut self) {
         self.id.clear();
-        self.content = Arc::from(Vec::new());
+        self.content = SharedBytes::default();
     }
 }
 
@@ -70,5 +104,20 @@ mod tests {
             WorkerRequest::decode(empty.encode_to_vec().as_slice()).unwrap().content,
             RequestType::Status(Status {}).into()
         );
+    }
+
+    #[test]
+    fn shared_bytes_slice_one_buffer() {
+        let buf: Arc<[u8]> = Arc::from(&b"abcdef"[..]);
+        assert_eq!(&*SharedBytes::new(Arc::clone(&buf), 1..3), b"bc");
+        assert_eq!(&*SharedBytes::new(Arc::clone(&buf), 4..99), b"ef");
+        assert_eq!(&*SharedBytes::new(buf, 9..12), b"");
+        let content: Request = RequestType::Status(Status {}).into();
+        let mut joined = b"xx".to_vec();
+        joined.extend(content.encode_to_vec());
+        let len = joined.len();
+        let sliced = EncodedWorkerRequest { id: "a".into(), content: SharedBytes::new(Arc::from(joined), 2..len) };
+        let whole = EncodedWorkerRequest { id: "a".into(), content: content.encode_to_vec().into() };
+        assert_eq!(sliced.encode_to_vec(), whole.encode_to_vec());
     }
 }

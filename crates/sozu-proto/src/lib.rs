@@ -28,7 +28,7 @@ mod names;
 
 pub use addr::AddressError;
 pub use command::*;
-pub use encoded::EncodedWorkerRequest;
+pub use encoded::{EncodedWorkerRequest, SharedBytes};
 pub use names::{request_name, verb_name, verb_tag};
 
 /// Re-export of prost's `Message` trait, for `encode_to_vec` and `decode`.

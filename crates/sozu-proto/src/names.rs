@@ -69,6 +69,7 @@ pub fn verb_name(verb: &RequestType) -> &'static str {
         RequestType::UpdateUdpListener(_) => "UpdateUdpListener",
         RequestType::AddUdpFrontend(_) => "AddUdpFrontend",
         RequestType::RemoveUdpFrontend(_) => "RemoveUdpFrontend",
+        RequestType::StagedLoad(_) => "StagedLoad",
     }
 }
 
@@ -130,5 +131,6 @@ pub fn verb_tag(verb: &RequestType) -> u32 {
         RequestType::UpdateUdpListener(_) => 57,
         RequestType::AddUdpFrontend(_) => 58,
         RequestType::RemoveUdpFrontend(_) => 59,
+        RequestType::StagedLoad(_) => 1000,
     }
 }

@@ -14,12 +14,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sozu_proto::{Request, WorkerRequest};
+use sozu_proto::Request;
 
+use crate::loader::Loader;
 use crate::state::ConfigState;
 
 /// Id prefix of the header record.
-const HEADER: &str = "SAVE-HEADER records=";
+pub(crate) const HEADER: &str = "SAVE-HEADER records=";
 
 /// Writes the header record then `requests` as state-file records. Returns the number
 /// of requests written.
@@ -157,102 +158,13 @@ pub fn load(state: &ConfigState, reader: impl Read, max_record: usize) -> Result
 /// must discard what it got then, as the state is not committed.
 pub fn load_each(
     state: &ConfigState,
-    mut reader: impl Read,
+    reader: impl Read,
     max_record: usize,
     mut each: impl FnMut(Request),
 ) -> Result<ConfigState, LoadError> {
-    let mut staged = state.clone();
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut base: u64 = 0; // file offset of buf[0]
-    let mut scanned = 0; // bytes of buf already searched for \0
-    let mut index = 0;
-    let mut declared: Option<usize> = None;
-    let mut seen = 0; // records after the header, applied or already there
-    loop {
-        let n = loop {
-            match reader.read(&mut chunk) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(LoadError { index, offset: base, reason: format!("read error: {e}") }),
-            }
-        };
-        if n == 0 {
-            if buf.is_empty() {
-                return match declared {
-                    Some(count) if count != seen => Err(LoadError {
-                        index,
-                        offset: base,
-                        reason: format!(
-                            "the header declares {count} records but the file ends after {seen} (truncated file)"
-                        ),
-                    }),
-                    _ => Ok(staged),
-                };
-            }
-            let reason = if serde_json::from_slice::<WorkerRequest>(&buf).is_ok() {
-                "the last record is not terminated by \\n\\0 (truncated file?)".to_string()
-            } else {
-                format!("{} bytes of trailing data after the last record (truncated or corrupt)", buf.len())
-            };
-            return Err(LoadError { index, offset: base, reason });
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut start = 0;
-        while let Some(pos) = buf[scanned..].iter().position(|b| *b == 0) {
-            let end = scanned + pos;
-            let record = &buf[start..end];
-            let offset = base + start as u64;
-            if record.len() > max_record {
-                return Err(too_large(index, offset, max_record));
-            }
-            let parsed: WorkerRequest = serde_json::from_slice(record).map_err(|e| LoadError {
-                index,
-                offset,
-                reason: format!("not a valid record: {e}"),
-            })?;
-            if offset == 0
-                && let Some(count) = parsed.id.strip_prefix(HEADER)
-            {
-                let count = count.parse().map_err(|_| LoadError { index, offset, reason: "bad header".into() })?;
-                declared = Some(count);
-                index += 1;
-                start = end + 1;
-                scanned = start;
-                continue;
-            }
-            if declared.is_some_and(|count| seen >= count) {
-                return Err(LoadError { index, offset, reason: "more records than the header declares".into() });
-            }
-            seen += 1;
-            if staged.already_applied(&parsed.content) {
-                // an identical listener or frontend is already there: nothing to do
-                index += 1;
-                start = end + 1;
-                scanned = start;
-                continue;
-            }
-            staged.dispatch(&parsed.content).map_err(|e| LoadError {
-                index,
-                offset,
-                reason: format!("{} cannot be applied: {e}", sozu_proto::request_name(&parsed.content)),
-            })?;
-            each(parsed.content);
-            index += 1;
-            start = end + 1;
-            scanned = start;
-        }
-        buf.drain(..start);
-        base += start as u64;
-        scanned = buf.len();
-        if buf.len() > max_record {
-            return Err(too_large(index, base, max_record));
-        }
-    }
-}
-
-fn too_large(index: usize, offset: u64, max: usize) -> LoadError {
-    LoadError { index, offset, reason: format!("record is larger than the maximum of {max} bytes") }
+    let mut loader = Loader::new(state, reader, max_record);
+    while !loader.step(usize::MAX, &mut each)? {}
+    Ok(loader.into_state())
 }
 
 /// [`load`] from the file at `path`.

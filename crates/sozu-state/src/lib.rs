@@ -8,7 +8,13 @@
 //!   turn one state into another.
 //! - [`save`] / [`load`] read and write Sōzu 2.x state files (`\n\0`-separated JSON
 //!   `WorkerRequest` records): saving is atomic (temp file, fsync, rename, fsync of the
-//!   directory), loading is streaming with a bounded record size and all-or-nothing.
+//!   directory), loading is streaming with a bounded record size and all-or-nothing;
+//!   [`Loader`] does it a slice of records at a time, for an event loop.
+//!
+//! Dependencies: `serde_json` (the records are serde JSON, as Sōzu writes them), `sha2`
+//! (cluster hashes and certificate fingerprints), `base64`, and `memchr` (finding the
+//! `\0` that ends each record at SIMD speed; it is already in every build through
+//! `serde_json`'s tree).
 //!
 //! This crate never touches a socket, and the only files it touches are the ones
 //! [`save_atomic`] and [`load_file`] are given.
@@ -21,6 +27,7 @@ mod cert;
 mod error;
 mod file;
 mod hash;
+mod loader;
 mod query;
 mod requests;
 mod state;
@@ -31,4 +38,5 @@ pub use file::{
     LoadError, Loaded, load, load_each, load_file, load_file_each, resolve_path, save, save_atomic, save_records,
     save_state,
 };
+pub use loader::Loader;
 pub use state::{Applied, ConfigState, frontend_key};

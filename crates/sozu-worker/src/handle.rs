@@ -3,7 +3,7 @@
 use slog::{info, warn};
 use sozu_proto::request::RequestType as R;
 use sozu_proto::response_content::ContentType;
-use sozu_proto::{ClusterHashes, ClusterInformations, ResponseContent, WorkerRequest, WorkerResponse};
+use sozu_proto::{ClusterHashes, ClusterInformations, ResponseContent, StagedLoadStep, WorkerRequest, WorkerResponse};
 
 use crate::Worker;
 
@@ -51,13 +51,40 @@ impl Worker {
                 }
                 Err(e) => (WorkerResponse::failure(id, e), Outcome::Continue),
             },
-            _ => match self.state.dispatch(&request.content) {
+            R::StagedLoad(staged) => (self.stage(id, staged.step), Outcome::Continue),
+            _ => match self.staged.as_mut().unwrap_or(&mut self.state).dispatch(&request.content) {
                 Ok(_) => (ok(None), Outcome::Continue),
                 Err(e) => {
                     warn!(self.log, "worker {}: {} refused: {e}", self.id, sozu_proto::verb_name(verb));
                     (WorkerResponse::failure(id, e.to_string()), Outcome::Continue)
                 }
             },
+        }
+    }
+
+    /// One step of a staged load (see ARCHITECTURE.md, "Staged LoadState").
+    fn stage(&mut self, id: String, step: i32) -> WorkerResponse {
+        match (StagedLoadStep::try_from(step), self.staged.is_some()) {
+            (Ok(StagedLoadStep::StageBegin), false) => {
+                self.staged = Some(self.state.clone());
+                WorkerResponse::ok(id, None)
+            }
+            (Ok(StagedLoadStep::StageBegin), true) => WorkerResponse::failure(id, "a staged load is already open"),
+            (Ok(StagedLoadStep::StageCommit), true) => {
+                if let Some(staged) = self.staged.take() {
+                    self.state = staged;
+                }
+                info!(self.log, "worker {}: staged load committed", self.id);
+                WorkerResponse::ok(id, None)
+            }
+            (Ok(StagedLoadStep::StageAbort), _) => {
+                if self.staged.take().is_some() {
+                    info!(self.log, "worker {}: staged load aborted", self.id);
+                }
+                WorkerResponse::ok(id, None)
+            }
+            (Ok(StagedLoadStep::StageCommit), false) => WorkerResponse::failure(id, "no staged load to commit"),
+            (Err(_), _) => WorkerResponse::failure(id, format!("unknown staged load step {step}")),
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct Worker {
     pub config: ServerConfig,
     /// The proxy configuration, as this worker applied it.
     pub state: ConfigState,
+    /// A staged load in progress: state changes go to this copy until the master
+    /// commits it (it becomes `state`) or aborts it (it is dropped).
+    pub staged: Option<ConfigState>,
     /// Listener sockets received from the master.
     pub listeners: Listeners,
     /// The SCM socket, to give listeners back.
@@ -119,8 +122,17 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
 
     let channel = boot.into_nonblocking::<WorkerResponse, WorkerRequest>()?;
     (set_level)(&config.log_level).unwrap_or_else(|e| warn!(log, "log_level from the master: {e}"));
-    let mut worker =
-        Worker { id: args.id, config, state, listeners, scm, log: log.clone(), set_level, proxy: tcp::TcpProxy::new() };
+    let mut worker = Worker {
+        id: args.id,
+        config,
+        state,
+        staged: None,
+        listeners,
+        scm,
+        log: log.clone(),
+        set_level,
+        proxy: tcp::TcpProxy::new(),
+    };
     worker.event_loop(channel)
 }
 

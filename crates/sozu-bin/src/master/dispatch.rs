@@ -187,6 +187,12 @@ impl Master {
                     Response::failure(format!("{name} is not supported yet (HTTPS, certificates and UDP)")),
                 );
             }
+            R::StagedLoad(_) => self.reply(
+                token,
+                Response::failure(
+                    "StagedLoad is internal to sozu (sent by the master to its workers) and is refused from clients",
+                ),
+            ),
             _ => self.reply(token, Response::failure(format!("{name} is not supported by this version of sozu"))),
         }
     }
@@ -243,7 +249,7 @@ impl Master {
         self.scatter(Some(token), TaskKind::Fanout, &[request], None, Some(pending));
     }
 
-    fn resolve(&self, path: &str) -> std::path::PathBuf {
+    pub(super) fn resolve(&self, path: &str) -> std::path::PathBuf {
         let dir = self.config.config_path.parent().unwrap_or(Path::new("/"));
         resolve_path(dir, Path::new(path))
     }
@@ -268,41 +274,5 @@ impl Master {
                 self.reply(token, Response::failure(reason));
             }
         }
-    }
-
-    fn load_state(&mut self, token: Token, request: &Request, path: &str) {
-        let path = self.resolve(path);
-        let sha = request_sha(request);
-        let ulid = Ulid::new();
-        let mut d = describe(request).expect("LoadState is described");
-        d.target = format!("file:{}", path.display());
-        let mut encoded = Vec::new();
-        let loaded = sozu_state::load_file_each(&self.state, &path, self.config.max_command_buffer_size, |r| {
-            encoded.push(super::tasks::encode(&r));
-        });
-        let staged = match loaded {
-            Ok(state) => state,
-            Err(e) => {
-                let reason = format!("cannot load state from {}: {e}; nothing was changed", path.display());
-                let _ = self.write_attempt(Some(token), ulid, &d, Err((ErrorCode::InvalidInput, reason.clone())), &sha);
-                self.reply(token, Response::failure(reason));
-                return;
-            }
-        };
-        if self.write_attempt(Some(token), ulid, &d, Ok(()), &sha).is_err() && self.config.audit_fail_closed {
-            self.reply(token, Response::failure("refused: the audit record cannot be written"));
-            return;
-        }
-        let records = encoded.len();
-        self.state = staged;
-        self.state_dirty = true;
-        self.emit(EventKind::StateLoaded, None);
-        self.reply(
-            token,
-            Response::processing(format!("Parsed {records} records from {}; applying on workers...", path.display())),
-        );
-        let pending = Pending { token: Some(token), request: ulid, described: d, sha };
-        let kind = TaskKind::LoadState { path: path.display().to_string(), records };
-        self.scatter_encoded(Some(token), kind, encoded, None, Some(pending));
     }
 }

@@ -1,8 +1,10 @@
 //! The master: boot sequence, then the event loop in [`server`].
 
+mod batch;
 mod conn;
 mod dashboard;
 mod dispatch;
+mod loading;
 mod records;
 mod reload;
 mod server;

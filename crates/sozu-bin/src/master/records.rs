@@ -16,6 +16,7 @@ use super::conn::{Conn, event_json};
 use super::server::Master;
 
 /// What an audited verb is called and acts on.
+#[derive(Clone)]
 pub(super) struct Described {
     pub verb: &'static str,
     pub target: String,

@@ -22,6 +22,14 @@ impl Master {
     /// Reloads `path` (empty: the file the master started with).
     pub(super) fn reload(&mut self, token: Option<Token>, path: &str) {
         let path = if path.is_empty() { self.config.config_path.clone() } else { PathBuf::from(path) };
+        if self.loading.is_some() {
+            // only SIGHUP gets here: client requests wait for the load to end
+            warn!(self.log, "reload of {} refused: a state load is in progress; send SIGHUP again", path.display());
+            if let Some(t) = token {
+                self.reply(t, Response::failure("a state load is in progress; reload again when it ends"));
+            }
+            return;
+        }
         let _ =
             crate::sd_notify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::sd_notify::monotonic_usec()));
         match self.prepare_reload(&path) {

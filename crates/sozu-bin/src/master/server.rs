@@ -117,6 +117,8 @@ pub struct Master {
     /// systemd watchdog: interval and next ping.
     pub(super) watchdog: Option<(Duration, Instant)>,
     pub(super) boot_generation: u32,
+    /// The `LoadState` in progress, if any.
+    pub(super) loading: Option<super::loading::Loading>,
 }
 
 impl Master {
@@ -182,6 +184,7 @@ impl Master {
             next_health_check: None,
             watchdog: crate::sd_notify::watchdog_interval().map(|i| (i / 2, Instant::now())),
             boot_generation: 0,
+            loading: None,
         })
     }
 
@@ -227,6 +230,7 @@ impl Master {
                 }
             }
             self.poll_pending_users();
+            self.continue_loading();
             self.expire_tasks(Instant::now());
             self.relaunch_due_workers(Instant::now());
             self.health_checks(Instant::now());
@@ -252,6 +256,9 @@ impl Master {
         }
         if matches!(self.stopping, Some(Stopping::Done { .. })) {
             return Some(Duration::from_millis(10));
+        }
+        if self.load_wants_turn() {
+            return Some(Duration::ZERO);
         }
         next.map(|t| t.saturating_duration_since(now))
     }
@@ -316,6 +323,9 @@ impl Master {
                 closing: false,
             },
         );
+        // a CLI writes its request right after connecting: serve it without waiting
+        // for the next poll
+        self.client_readable(token);
     }
 
     fn poll_pending_users(&mut self) {
@@ -390,9 +400,14 @@ impl Master {
     /// Starts queued requests, one at a time per client, in order.
     pub(super) fn pump_client(&mut self, token: Token) {
         loop {
+            let waits = match self.clients.get(&token).and_then(|c| c.queue.front()) {
+                Some(Queued::Request(request)) => self.waits_for_load(request),
+                _ => false,
+            };
             let Some(client) = self.clients.get_mut(&token) else { return };
             let streaming = client.subscribed && matches!(client.conn, Conn::Proto(_));
-            if client.busy.is_some() || streaming || client.closing {
+            // waits: served when the load in progress ends
+            if client.busy.is_some() || streaming || client.closing || waits {
                 return;
             }
             match client.queue.pop_front() {

@@ -7,17 +7,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use prost::Message;
 use std::time::Instant;
 
 use mio::Token;
 use slog::{debug, info, warn};
 use sozu_proto::response_content::ContentType;
 use sozu_proto::{
-    EncodedWorkerRequest, Request, Response, ResponseContent, ResponseStatus, RunState, WorkerInfo, WorkerInfos,
-    WorkerResponse, WorkerResponses,
+    Request, Response, ResponseContent, ResponseStatus, RunState, WorkerInfo, WorkerInfos, WorkerResponse,
+    WorkerResponses,
 };
 
+use super::batch::{Batch, Cursor};
 use super::records::Pending;
 use super::server::{Master, Stopping};
 
@@ -31,8 +31,8 @@ pub(super) enum TaskKind {
     Query { main: Option<ResponseContent> },
     /// `QueryMetrics`: every worker's metrics, aggregated.
     Metrics,
-    /// `LoadState`: records fanned out.
-    LoadState { path: String, records: usize },
+    /// `LoadState`, staged on every worker (see `loading.rs`).
+    LoadState,
     /// A configuration reload: the difference fanned out.
     Reload { summary: String },
     /// `SoftStop` / `HardStop`.
@@ -77,16 +77,16 @@ impl Master {
         only: Option<u32>,
         audit: Option<Pending>,
     ) -> u64 {
-        self.scatter_encoded(client, kind, requests.iter().map(encode).collect(), only, audit)
+        self.scatter_batch(client, kind, Batch::of(requests), only, audit)
     }
 
-    /// [`scatter`](Self::scatter) of requests already encoded (verb name, bytes): each
-    /// is encoded once and shared by every worker's queue.
-    pub(super) fn scatter_encoded(
+    /// [`scatter`](Self::scatter) of requests already encoded in a batch, which every
+    /// worker's queue shares.
+    pub(super) fn scatter_batch(
         &mut self,
         client: Option<Token>,
         kind: TaskKind,
-        encoded: Vec<(&'static str, Arc<[u8]>)>,
+        batch: Batch,
         only: Option<u32>,
         audit: Option<Pending>,
     ) -> u64 {
@@ -104,6 +104,7 @@ impl Master {
             started: now,
             audit,
         };
+        let batch = Arc::new(batch);
         let ids: Vec<u32> = self
             .workers
             .iter()
@@ -112,15 +113,12 @@ impl Master {
             .collect();
         for worker_id in ids {
             task.asked.push(worker_id);
-            if encoded.is_empty() {
+            if batch.is_empty() {
                 continue;
             }
-            task.outstanding.insert(worker_id, encoded.len());
+            task.outstanding.insert(worker_id, batch.len());
             if let Some(w) = self.workers.get_mut(&worker_id) {
-                for (index, (name, content)) in encoded.iter().enumerate() {
-                    let id = format!("{name}-{worker_id}-{task_id}-{index}");
-                    w.outbox.push_back(EncodedWorkerRequest { id, content: Arc::clone(content) });
-                }
+                w.outbox.push_back(Cursor::new(task_id, Arc::clone(&batch), 0));
             }
             self.pump_worker(worker_id);
         }
@@ -199,6 +197,9 @@ impl Master {
 
     /// Ends a task: builds the terminal answer, audits, frees the client.
     pub(super) fn finish_task(&mut self, task_id: u64, timed_out: bool) {
+        if !timed_out && self.load_holds(task_id) {
+            return;
+        }
         let Some(mut task) = self.tasks.remove(&task_id) else { return };
         let secs = self.config.worker_timeout.as_secs();
         if timed_out {
@@ -271,22 +272,7 @@ impl Master {
                     Response::failure(format!("metrics query failed on workers: {}", failed.join(", ")))
                 }
             }
-            TaskKind::LoadState { path, records } => {
-                if failed.is_empty() {
-                    Response::ok(
-                        format!(
-                            "Successfully loaded state from path {path}, {} ok messages, 0 errors",
-                            records * task.asked.len()
-                        ),
-                        None,
-                    )
-                } else {
-                    Response::failure(format!(
-                        "loading state {path}: applied by the master, failed on workers: {}",
-                        failed.join(", ")
-                    ))
-                }
-            }
+            TaskKind::LoadState => self.end_loading(task_id, timed_out, &failed, task.asked.len()),
             TaskKind::Reload { summary } => {
                 let _ =
                     crate::sd_notify::notify(&format!("READY=1\nSTATUS={} workers running", self.running_workers()));
@@ -390,16 +376,19 @@ impl Master {
             }
             self.pump_client(token);
         }
+        if matches!(task.kind, TaskKind::LoadState) {
+            // requests that waited for the load
+            let waiting: Vec<Token> =
+                self.clients.iter().filter(|(_, c)| !c.queue.is_empty()).map(|(t, _)| *t).collect();
+            for token in waiting {
+                self.pump_client(token);
+            }
+        }
     }
 
     pub(super) fn running_workers(&self) -> usize {
         self.workers.values().filter(|w| w.run_state == RunState::Running).count()
     }
-}
-
-/// A request's verb name and encoding, for [`Master::scatter_encoded`].
-pub(super) fn encode(request: &Request) -> (&'static str, Arc<[u8]>) {
-    (sozu_proto::request_name(request), Arc::from(request.encode_to_vec()))
 }
 
 /// The task id inside a request id `<Verb>-<worker>-<task>-<index>`.

@@ -20,6 +20,7 @@ use sozu_proto::{
 };
 use sozu_scm_socket::ScmSocket;
 
+use super::batch::Cursor;
 use super::server::Master;
 use super::tasks::TaskKind;
 
@@ -28,8 +29,8 @@ pub(crate) struct WorkerSession {
     pub pid: i32,
     pub token: Token,
     pub channel: Channel<EncodedWorkerRequest, WorkerResponse>,
-    /// Requests not yet in the channel's buffer (backpressure).
-    pub outbox: VecDeque<EncodedWorkerRequest>,
+    /// Requests not yet in the channel's buffer (backpressure): one entry per task.
+    pub outbox: VecDeque<Cursor>,
     pub run_state: RunState,
     pub child: Child,
     /// The master's end of the SCM socket (listeners go back and forth on it).
@@ -158,23 +159,24 @@ impl Master {
         let mut dead = false;
         let mut too_large = Vec::new();
         loop {
-            while let Some(front) = w.outbox.front() {
-                match w.channel.queue(front) {
-                    Ok(()) => {
-                        w.outbox.pop_front();
-                    }
+            while let Some(front) = w.outbox.front_mut() {
+                let Some(request) = front.current(id) else {
+                    w.outbox.pop_front();
+                    continue;
+                };
+                match w.channel.queue(&request) {
+                    Ok(()) => {}
                     // the channel holds max_command_buffer_size already: write first
                     Err(ChannelError::Frame(FrameError::WriteBufferFull { .. })) => break,
-                    Err(ChannelError::Frame(FrameError::TooLarge { .. })) => {
-                        // refuse this request, keep the worker (Sōzu kills it)
-                        if let Some(r) = w.outbox.pop_front() {
-                            too_large.push(r.id);
-                        }
-                    }
+                    // refuse this request, keep the worker (Sōzu kills it)
+                    Err(ChannelError::Frame(FrameError::TooLarge { .. })) => too_large.push(request.id),
                     Err(_) => {
                         dead = true;
                         break;
                     }
+                }
+                if front.advance() {
+                    w.outbox.pop_front();
                 }
             }
             match w.channel.flush() {
@@ -329,6 +331,7 @@ impl Master {
             return;
         }
         info!(self.log, "{} stop requested", if hard { "hard" } else { "soft" });
+        self.abort_loading("loading state: aborted, the master is stopping; nothing was changed".into(), true);
         let _ = crate::sd_notify::notify("STOPPING=1");
         self.stopping = Some(super::server::Stopping::Draining { hard });
         self.relaunch_at.clear();

@@ -273,3 +273,108 @@ fn a_large_load_state_through_small_buffers_is_fully_acknowledged() {
     assert!(err.contains("the answer does not fit"), "{err}");
     assert!(m.ok(&["status"]).contains("RUNNING"));
 }
+
+/// A state of `n` clusters, each with one backend, saved at `path`; with `bad_tail`, one
+/// more record that cannot be applied (a backend of an unknown cluster) ends the file.
+fn write_state(path: &Path, n: usize, prefix: &str, bad_tail: bool) {
+    let mut state = sozu_state::ConfigState::new();
+    for i in 0..n {
+        let id = format!("{prefix}{i}");
+        state.dispatch(&R::AddCluster(Cluster { cluster_id: id.clone(), ..Default::default() }).into()).unwrap();
+        let backend = AddBackend {
+            cluster_id: id.clone(),
+            backend_id: format!("{id}-b"),
+            address: std::net::SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8], 80)).into(),
+            ..Default::default()
+        };
+        state.dispatch(&R::AddBackend(backend).into()).unwrap();
+    }
+    let mut records = state.generate_requests();
+    if bad_tail {
+        records.push(
+            R::AddBackend(AddBackend {
+                cluster_id: "no-such-cluster".into(),
+                backend_id: "b".into(),
+                address: std::net::SocketAddr::from(([10, 9, 9, 9], 80)).into(),
+                ..Default::default()
+            })
+            .into(),
+        );
+    }
+    let mut file = std::fs::File::create(path).unwrap();
+    sozu_state::save(&mut file, &records).unwrap();
+}
+
+/// Every worker's cluster hashes, and the master's, as JSON.
+fn hashes(m: &Master) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list"])).unwrap();
+    v["WORKER_RESPONSES"]["map"].clone()
+}
+
+/// The cluster ids in one entry of [`hashes`].
+fn ids(entry: &serde_json::Value) -> Vec<String> {
+    let map = entry["content_type"]["CLUSTER_HASHES"]["map"].as_object().expect("cluster hashes");
+    map.keys().cloned().collect()
+}
+
+#[test]
+fn a_load_failing_after_thousands_of_staged_records_changes_no_worker() {
+    let m = Master::start("stagedabort", "");
+    m.ok(&["cluster", "add", "-i", "kept"]);
+    let before = hashes(&m);
+    assert_eq!(before["0"], before["main"]);
+    // 2,500 clusters (5,000 records: several slices already streamed to the workers)
+    // then a record that cannot be applied
+    let bad = m.dir.join("bad-tail.state");
+    write_state(&bad, 2500, "s", true);
+    let err = m.fails(&["-t", "60000", "state", "load", "-f", bad.to_str().unwrap()]);
+    assert!(err.contains("record 5001") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(hashes(&m), before, "master and workers are as before the load");
+    // the staged copies were dropped: a good load after it commits everywhere
+    let good = m.dir.join("good.state");
+    write_state(&good, 300, "g", false);
+    let out = m.ok(&["-t", "60000", "state", "load", "-f", good.to_str().unwrap()]);
+    assert!(out.contains("1200 ok messages, 0 errors"), "{out}");
+    let after = hashes(&m);
+    let main = ids(&after["main"]);
+    assert_eq!(main.len(), ids(&before["main"]).len() + 300, "what was there + 300 loaded");
+    assert!(main.iter().any(|i| i == "kept") && main.iter().any(|i| i == "g299") && !main.iter().any(|i| i == "s0"));
+    assert_eq!(after["0"], after["main"]);
+    assert_eq!(after["1"], after["main"]);
+    let log = m.log();
+    assert!(log.contains("staged load aborted") && log.contains("staged load committed"), "{log}");
+}
+
+#[test]
+fn a_change_sent_during_a_staged_load_waits_for_it_and_is_not_lost() {
+    let m = Master::start("stagedwait", "");
+    let file = m.dir.join("big.state");
+    write_state(&file, 4000, "c", false);
+    let mut loader = m.raw();
+    loader.send(&R::LoadState(file.display().to_string()).into());
+    // the load has started once its first PROCESSING answer is out
+    let first = loader.recv().expect("an answer");
+    assert_eq!(first.status, ResponseStatus::Processing as i32, "{}", first.message);
+    let mut other = m.raw();
+    other.send(&R::AddCluster(Cluster { cluster_id: "late".into(), ..Default::default() }).into());
+    let late = other.terminal();
+    assert_eq!(late.status, ResponseStatus::Ok as i32, "{}", late.message);
+    let done = loader.terminal();
+    assert_eq!(done.status, ResponseStatus::Ok as i32, "{}", done.message);
+    let after = hashes(&m);
+    let main = ids(&after["main"]);
+    assert!(main.iter().any(|i| i == "late") && main.iter().any(|i| i == "c3999"), "neither change is lost");
+    assert_eq!(after["0"], after["main"]);
+    assert_eq!(after["1"], after["main"]);
+}
+
+#[test]
+fn the_internal_staged_load_verb_is_refused_from_clients() {
+    let m = Master::start("stagedverb", "");
+    let mut raw = m.raw();
+    raw.send(&R::StagedLoad(StagedLoad { step: StagedLoadStep::StageBegin as i32 }).into());
+    let answer = raw.terminal();
+    assert_eq!(answer.status, ResponseStatus::Failure as i32);
+    assert!(answer.message.contains("internal"), "{}", answer.message);
+    assert!(m.ok(&["status"]).contains("RUNNING"));
+}
