@@ -30,6 +30,7 @@ mod hash;
 mod loader;
 mod query;
 mod requests;
+mod route;
 mod state;
 
 pub use cert::fingerprint;
@@ -39,4 +40,5 @@ pub use file::{
     save_state,
 };
 pub use loader::Loader;
+pub use route::Route;
 pub use state::{Applied, ConfigState, frontend_key};

@@ -39,7 +39,7 @@ impl Worker {
                 let vec = self.state.cluster_information(cluster_id).into_iter().collect();
                 (ok(Some(ContentType::Clusters(ClusterInformations { vec }))), Outcome::Continue)
             }
-            R::QueryMetrics(_) => (ok(Some(ContentType::WorkerMetrics(self.proxy.metrics()))), Outcome::Continue),
+            R::QueryMetrics(_) => (ok(Some(ContentType::WorkerMetrics(self.metrics()))), Outcome::Continue),
             R::ReturnListenSockets(_) => match self.scm.send_listeners(&self.listeners) {
                 Ok(()) => (ok(None), Outcome::Continue),
                 Err(e) => (WorkerResponse::failure(id, format!("cannot return listeners: {e}")), Outcome::Continue),

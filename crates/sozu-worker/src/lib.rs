@@ -10,14 +10,26 @@
 //! 4. runs its mio loop: every `WorkerRequest` is applied to its own state and answered
 //!    by id, in order.
 //!
-//! It exits when the master closes the channel, or after answering `SoftStop` or
-//! `HardStop`. Proxying traffic belongs to the data plane (not here yet): listeners
-//! are held, and activated or removed in the state only.
+//! It exits when the master closes the channel, or after answering `SoftStop` (once
+//! its connections ended) or `HardStop`.
+//!
+//! The data plane: `tcp.rs` proxies TCP listeners to their cluster's backends;
+//! `http/` serves HTTP/1.1 listeners (`head.rs` parses and rewrites heads,
+//! `framing.rs` finds where bodies end, `session.rs` is one client connection,
+//! `mod.rs` routes and accepts). Both accept on the master's listening sockets
+//! (received by SCM), never on sockets of their own. A staged load (`StagedLoad`) is
+//! applied to a copy of the state until the master commits it.
+//!
+//! Dependencies: `httparse` (a small, fuzzed, allocation-free HTTP/1.x head parser,
+//! used by hyper; we add the limits and smuggling checks on top) and `regex` (regex
+//! path rules of HTTP frontends, compiled once per pattern).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod counters;
 mod handle;
+mod http;
 mod tcp;
 
 use std::collections::VecDeque;
@@ -61,6 +73,13 @@ pub struct WorkerArgs {
 /// message for an invalid filter.
 pub type SetLevel = Box<dyn Fn(&str) -> Result<(), String>>;
 
+/// Runs the HTTP/1.1 head parsers and body framing over arbitrary bytes; for the
+/// fuzz target `http_parser` only.
+#[doc(hidden)]
+pub fn fuzz_http(data: &[u8]) {
+    http::fuzz_one(data);
+}
+
 /// A running worker's state (exposed for tests and the data plane).
 pub struct Worker {
     /// This worker's id.
@@ -79,6 +98,7 @@ pub struct Worker {
     log: Logger,
     set_level: SetLevel,
     proxy: tcp::TcpProxy,
+    http: http::HttpProxy,
 }
 
 impl std::fmt::Debug for Worker {
@@ -132,11 +152,27 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
         log: log.clone(),
         set_level,
         proxy: tcp::TcpProxy::new(),
+        http: http::HttpProxy::new(args.id),
     };
     worker.event_loop(channel)
 }
 
 impl Worker {
+    /// Open client connections, TCP and HTTP.
+    fn sessions(&self) -> usize {
+        self.proxy.sessions() + self.http.sessions()
+    }
+
+    fn sync_listeners(&mut self, registry: &mio::Registry) {
+        self.proxy.sync_listeners(registry, &self.state, &self.listeners);
+        self.http.sync_listeners(registry, &self.state, &self.listeners);
+    }
+
+    /// Every counter of this worker, for `QueryMetrics`.
+    fn metrics(&self) -> sozu_proto::WorkerMetrics {
+        counters::worker_metrics(&[self.proxy.sheet(), self.http.sheet()])
+    }
+
     fn event_loop(&mut self, mut channel: Channel<WorkerResponse, WorkerRequest>) -> io::Result<()> {
         let mut poll = Poll::new()?;
         poll.registry().register(channel.stream_mut(), Token(0), Interest::READABLE | Interest::WRITABLE)?;
@@ -144,7 +180,7 @@ impl Worker {
         let mut stopping = false;
         // a SoftStop waits for the proxied connections to end before it is answered
         let mut soft_stop: Option<String> = None;
-        self.proxy.sync_listeners(poll.registry(), &self.state, &self.listeners);
+        self.sync_listeners(poll.registry());
         // answers not yet in the channel: while there are any, no new request is read
         // (backpressure: a master sending faster than it reads never loses an answer)
         let mut outbox: VecDeque<WorkerResponse> = VecDeque::new();
@@ -178,20 +214,16 @@ impl Worker {
                             Some(sozu_proto::request::RequestType::SoftStop(_))
                         ) =>
                     {
-                        info!(
-                            self.log,
-                            "worker {}: soft stop, draining {} connections",
-                            self.id,
-                            self.proxy.sessions()
-                        );
+                        info!(self.log, "worker {}: soft stop, draining {} connections", self.id, self.sessions());
                         self.proxy.accepting = false;
-                        self.proxy.sync_listeners(poll.registry(), &self.state, &self.listeners);
+                        self.http.soft_stop(poll.registry(), &self.state);
+                        self.sync_listeners(poll.registry());
                         soft_stop = Some(request.id);
                     }
                     Ok(Some(request)) => {
                         let (response, outcome) = self.handle(request);
                         outbox.push_back(response);
-                        self.proxy.sync_listeners(poll.registry(), &self.state, &self.listeners);
+                        self.sync_listeners(poll.registry());
                         if outcome == Outcome::Stop {
                             stopping = true;
                         }
@@ -211,7 +243,9 @@ impl Worker {
                     Err(e) => return Err(io::Error::other(e.to_string())),
                 }
             }
-            if self.proxy.sessions() == 0
+            // timeouts first: closing a timed-out connection can end a drain
+            let timeout = self.http.tick(poll.registry(), &self.state, std::time::Instant::now());
+            if self.sessions() == 0
                 && let Some(id) = soft_stop.take()
             {
                 info!(self.log, "worker {}: drained", self.id);
@@ -227,7 +261,7 @@ impl Worker {
                 info!(self.log, "worker {}: master went away, exiting", self.id);
                 return Ok(());
             }
-            if let Err(e) = poll.poll(&mut events, None) {
+            if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue; // SIGSTOP/SIGCONT, other signals
                 }
@@ -235,7 +269,11 @@ impl Worker {
             }
             for event in events.iter() {
                 if event.token() != Token(0) {
-                    self.proxy.handle_event(poll.registry(), &self.state, event.token());
+                    // HTTP first: its session tokens are above the TCP ones
+                    let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                    if !self.http.handle_event(poll.registry(), &self.state, event.token(), readable) {
+                        self.proxy.handle_event(poll.registry(), &self.state, event.token());
+                    }
                     continue;
                 }
                 if event.is_readable() || event.is_read_closed() {

@@ -8,9 +8,10 @@ use std::net::{Shutdown, SocketAddr};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
-use sozu_proto::{BackendMetrics, ClusterMetrics, FilteredMetrics, WorkerMetrics, filtered_metrics};
 use sozu_scm_socket::Listeners;
 use sozu_state::ConfigState;
+
+use crate::counters::{Counters, Sheet};
 
 /// Tokens at and above this are listeners; sessions use two tokens each above
 /// `SESSION_BASE`.
@@ -45,14 +46,6 @@ struct Session {
     candidates: Vec<(String, SocketAddr)>,
     up: Pipe,
     down: Pipe,
-}
-
-#[derive(Default, Clone, Copy)]
-struct Counters {
-    connections: i64,
-    bytes_in: i64,
-    bytes_out: i64,
-    connect_errors: i64,
 }
 
 /// The TCP side of a worker.
@@ -116,7 +109,7 @@ impl TcpProxy {
             self.accept(registry, state, token);
             return true;
         }
-        if token.0 >= SESSION_BASE {
+        if (SESSION_BASE..crate::http::SESSION_BASE).contains(&token.0) {
             let id = (token.0 - SESSION_BASE) / 2;
             self.pump(registry, id);
             return true;
@@ -261,33 +254,8 @@ impl TcpProxy {
     }
 
     /// Counters for `QueryMetrics`.
-    pub(crate) fn metrics(&self) -> WorkerMetrics {
-        let count = |n: i64| FilteredMetrics { inner: Some(filtered_metrics::Inner::Count(n)) };
-        let gauge = |n: usize| FilteredMetrics { inner: Some(filtered_metrics::Inner::Gauge(n as u64)) };
-        let counters = |c: &Counters| {
-            BTreeMap::from([
-                ("connections".to_string(), count(c.connections)),
-                ("bytes_in".to_string(), count(c.bytes_in)),
-                ("bytes_out".to_string(), count(c.bytes_out)),
-                ("connect_errors".to_string(), count(c.connect_errors)),
-            ])
-        };
-        let mut proxy = counters(&self.total);
-        proxy.insert("active_connections".into(), gauge(self.sessions.len()));
-        let clusters = self
-            .clusters
-            .iter()
-            .map(|(id, c)| {
-                let backends = self
-                    .backends
-                    .iter()
-                    .filter(|((cl, _), _)| cl == id)
-                    .map(|((_, b), c)| BackendMetrics { backend_id: b.clone(), metrics: counters(c) })
-                    .collect();
-                (id.clone(), ClusterMetrics { cluster: counters(c), backends })
-            })
-            .collect();
-        WorkerMetrics { proxy, clusters }
+    pub(crate) fn sheet(&self) -> Sheet<'_> {
+        Sheet { total: &self.total, clusters: &self.clusters, backends: &self.backends, active: self.sessions.len() }
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod command;
 mod dashboard;
+mod http;
 mod supervision;
 mod support;
 mod traffic;

@@ -1,0 +1,415 @@
+//! HTTP/1.1 traffic through the workers, against real HTTP backends started here.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::support::*;
+
+/// A request as the test backend read it.
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> String {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn read_line(r: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    match r.read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_string()),
+    }
+}
+
+/// Reads a body framed by `headers` (Content-Length or chunked); `None` for neither.
+fn read_body(r: &mut impl BufRead, headers: &[(String, String)]) -> Option<Vec<u8>> {
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let size = usize::from_str_radix(read_line(r)?.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                while !read_line(r)?.is_empty() {}
+                return Some(body);
+            }
+            let mut chunk = vec![0; size + 2];
+            r.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    let n: usize = get("content-length")?.trim().parse().ok()?;
+    let mut body = vec![0; n];
+    r.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn read_head(r: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
+    let first = read_line(r)?;
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            return Some((first, headers));
+        }
+        let (n, v) = line.split_once(':')?;
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+}
+
+/// An HTTP/1.1 backend named `name`: keep-alive, one thread per connection. Paths:
+/// `/big/N` answers N bytes; `/chunked` answers in chunks; `/close` answers without a
+/// length and closes; `/die` sends half a response and closes; `/ws` switches
+/// protocols and echoes; anything else answers a description of the request
+/// (`name conn=<connection number> …`).
+fn http_backend(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conns = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let index = conns.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || serve(name, index, conn));
+        }
+    });
+    port
+}
+
+fn serve(name: &str, index: usize, conn: TcpStream) {
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    while let Some((line, headers)) = read_head(&mut r) {
+        let mut parts = line.split(' ');
+        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        if headers.iter().any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue")) {
+            let _ = w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let body = read_body(&mut r, &headers).unwrap_or_default();
+        let seen = Seen { method, path, headers, body };
+        let close = seen.header("connection").eq_ignore_ascii_case("close");
+        let ok = |w: &mut TcpStream, body: &[u8]| {
+            let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes());
+            let _ = w.write_all(body);
+        };
+        match seen.path.as_str() {
+            p if p.starts_with("/big/") => {
+                let n: usize = p[5..].parse().unwrap();
+                let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n\r\n").as_bytes());
+                let block = vec![b'x'; 64 * 1024];
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(block.len());
+                    if w.write_all(&block[..k]).is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+            }
+            "/chunked" => {
+                let _ = w.write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n",
+                );
+            }
+            "/close" => {
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close");
+                return;
+            }
+            "/die" => {
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial");
+                return;
+            }
+            "/ws" => {
+                let _ = w.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+                );
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 || w.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            _ => {
+                let sum: u64 = seen.body.iter().map(|b| u64::from(*b)).sum();
+                let text = format!(
+                    "{name} conn={index} {} {} len={} sum={sum} xff={} xfp={} xfport={} fwd={} id={} te={}",
+                    seen.method,
+                    seen.path,
+                    seen.body.len(),
+                    seen.header("x-forwarded-for"),
+                    seen.header("x-forwarded-proto"),
+                    seen.header("x-forwarded-port"),
+                    seen.header("forwarded"),
+                    seen.header("sozu-id"),
+                    seen.header("keep-alive"),
+                );
+                ok(&mut w, text.as_bytes());
+            }
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+/// A client connection speaking HTTP/1.1 to our listener.
+struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { r: BufReader::new(s.try_clone().unwrap()), w: s }
+    }
+
+    fn send(&mut self, raw: &[u8]) {
+        self.w.write_all(raw).unwrap();
+    }
+
+    /// Reads one response (`None`: the connection closed first).
+    fn answer(&mut self) -> Option<Answer> {
+        let (line, headers) = read_head(&mut self.r)?;
+        let status: u16 = line.split(' ').nth(1)?.parse().ok()?;
+        let body = match read_body(&mut self.r, &headers) {
+            Some(b) => b,
+            None if (100..200).contains(&status) || status == 204 || status == 304 => Vec::new(),
+            None => {
+                let mut rest = Vec::new();
+                let _ = self.r.read_to_end(&mut rest);
+                rest
+            }
+        };
+        Some(Answer { status, headers, body })
+    }
+
+    fn get(&mut self, host: &str, path: &str) -> Answer {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        self.answer().expect("an answer")
+    }
+
+    /// Whether the proxy closed the connection (EOF within the read timeout).
+    fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.r.read(&mut buf), Ok(0))
+    }
+}
+
+fn http_master(name: &str, extra: &str) -> (Master, u16, u16) {
+    let (b1, b2) = (http_backend("b1"), http_backend("b2"));
+    let m = Master::start(name, extra);
+    let port = m.http_port.to_string();
+    let listener = format!("127.0.0.1:{port}");
+    m.ok(&["cluster", "add", "-i", "api"]);
+    m.ok(&["backend", "add", "-i", "api", "--backend-id", "b1", "-a", &format!("127.0.0.1:{b1}")]);
+    m.ok(&["backend", "add", "-i", "api", "--backend-id", "b2", "-a", &format!("127.0.0.1:{b2}")]);
+    m.ok(&["frontend", "http", "add", "-a", &listener, "--hostname", "api.test", "id", "api"]);
+    m.ok(&["cluster", "add", "-i", "assets"]);
+    m.ok(&["backend", "add", "-i", "assets", "--backend-id", "b2", "-a", &format!("127.0.0.1:{b2}")]);
+    m.ok(&["frontend", "http", "add", "-a", &listener, "--hostname", "*.cdn.test", "-p", "/assets", "id", "assets"]);
+    m.ok(&["cluster", "add", "-i", "empty"]);
+    m.ok(&["frontend", "http", "add", "-a", &listener, "--hostname", "empty.test", "id", "empty"]);
+    m.ok(&["frontend", "http", "add", "-a", &listener, "--hostname", "denied.test", "deny"]);
+    (m, b1, b2)
+}
+
+#[test]
+fn http_routes_by_host_and_path_keeps_connections_alive_and_adds_forwarding_headers() {
+    let (m, _, _) = http_master("httproute", "");
+    let mut c = Client::connect(m.http_port);
+    let a = c.get("api.test", "/hello?x=1");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let first = a.text();
+    assert!(first.contains("GET /hello?x=1"), "{first}");
+    assert!(first.contains("xff=127.0.0.1 xfp=http"), "{first}");
+    assert!(first.contains(&format!("xfport={}", m.http_port)), "{first}");
+    assert!(first.contains("fwd=for=127.0.0.1;proto=http;by=127.0.0.1"), "{first}");
+    assert!(first.contains(" id=") && !first.contains(" id= "), "a request id: {first}");
+    // keep-alive on both sides: the same client connection, the same backend connection
+    let second = c.get("API.test:80", "/again").text();
+    let conn = |t: &str| t.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    assert_eq!(conn(&first), conn(&second), "backend connection reused: {first} / {second}");
+    // routing: wildcard host + path prefix, no route, no backend, a deny frontend
+    assert!(c.get("img.cdn.test", "/assets/a.png").text().starts_with("b2 "));
+    assert_eq!(c.get("img.cdn.test", "/other").status, 404);
+    assert_eq!(c.get("nobody.test", "/").status, 404);
+    assert_eq!(c.get("empty.test", "/").status, 503);
+    // the configured `web` cluster's only backend refuses connections
+    assert_eq!(c.get("web.example", "/").status, 503);
+    let denied = c.get("denied.test", "/");
+    assert_eq!(denied.status, 401);
+    // new connections are balanced over both backends
+    let mut names = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let mut c = Client::connect(m.http_port);
+        names.insert(c.get("api.test", "/").text()[..2].to_string());
+    }
+    assert_eq!(names.len(), 2, "{names:?}");
+    // requests are counted per cluster and backend
+    let metrics = m.ok(&["-j", "metrics", "get"]);
+    let v: serde_json::Value = serde_json::from_str(&metrics).unwrap();
+    let api = &v["METRICS"]["clusters"]["api"];
+    let count = |m: &serde_json::Value| m["requests"]["inner"]["COUNT"].as_i64().unwrap_or(-1);
+    // /hello, /again, then one on each of 6 new connections
+    assert_eq!(count(&api["cluster"]), 8, "{metrics}");
+    let per_backend: i64 = api["backends"].as_array().unwrap().iter().map(|b| count(&b["metrics"])).sum();
+    assert_eq!(per_backend, 8, "{metrics}");
+    assert!(count(&v["METRICS"]["proxying"]) >= 14, "every request, ours included: {metrics}");
+}
+
+#[test]
+fn http_bodies_stream_in_both_framings_and_answers_keep_their_framing() {
+    let (m, _, _) = http_master("httpbody", "");
+    let mut c = Client::connect(m.http_port);
+    // a chunked request body, then a Content-Length one, on one connection
+    c.send(
+        b"POST /up HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    );
+    let a = c.answer().unwrap();
+    assert!(a.text().contains("POST /up len=5 sum=495"), "{}", a.text());
+    c.send(b"PUT /up HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    let cont = c.answer().unwrap();
+    assert_eq!(cont.status, 100);
+    c.send(b"xyz");
+    assert!(c.answer().unwrap().text().contains("PUT /up len=3 sum=363"));
+    // a chunked response, passed through chunked
+    let a = c.get("api.test", "/chunked");
+    assert_eq!((a.status, a.text().as_str()), (200, "hello, world"));
+    assert_eq!(a.header("transfer-encoding"), Some("chunked"));
+    // pipelined requests are answered in order
+    c.send(b"GET /p1 HTTP/1.1\r\nHost: api.test\r\n\r\nGET /p2 HTTP/1.1\r\nHost: api.test\r\n\r\n");
+    assert!(c.answer().unwrap().text().contains("GET /p1"));
+    assert!(c.answer().unwrap().text().contains("GET /p2"));
+    // 100 MB streamed through bounded buffers
+    let a = c.get("api.test", &format!("/big/{}", 100 << 20));
+    assert_eq!(a.body.len(), 100 << 20);
+    assert!(a.body.iter().all(|b| *b == b'x'));
+    let pids = m.worker_pids();
+    let rss = pids.iter().map(|p| rss_kib(*p as u32)).max().unwrap();
+    assert!(rss < 64 * 1024, "worker RSS {rss} KiB after streaming 100 MB");
+    // a response delimited by the close: passed on, then the client connection closes
+    let a = c.get("api.test", "/close");
+    assert_eq!(a.text(), "until close");
+    assert_eq!(a.header("connection"), Some("close"));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn bad_requests_dead_backends_and_slow_clients_get_an_answer_or_a_close() {
+    let (m, _, _) = http_master("httpbad", "");
+    // malformed, ambiguous, oversized: 400 and close
+    for bad in [
+        "GARBAGE\r\n\r\n".to_string(),
+        "GET / HTTP/1.1\r\n\r\n".to_string(),
+        "POST / HTTP/1.1\r\nHost: api.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n".to_string(),
+        format!("GET / HTTP/1.1\r\nHost: api.test\r\nX-Big: {}\r\n\r\n", "v".repeat(20_000)),
+        format!("GET / HTTP/1.1\r\nHost: api.test\r\n{}\r\n", "X-A: 1\r\n".repeat(150)),
+    ] {
+        let mut c = Client::connect(m.http_port);
+        c.send(bad.as_bytes());
+        let a = c.answer().expect("an answer");
+        assert_eq!(a.status, 400, "{bad:.60}");
+        assert!(c.closed());
+    }
+    // the backend dies mid-response: the client sees a close, not a hang
+    let mut c = Client::connect(m.http_port);
+    c.send(b"GET /die HTTP/1.1\r\nHost: api.test\r\n\r\n");
+    let started = Instant::now();
+    let (line, _) = read_head(&mut c.r).unwrap();
+    assert!(line.contains("200"));
+    let mut rest = Vec::new();
+    let _ = c.r.read_to_end(&mut rest);
+    assert_eq!(rest, b"partial");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // a WebSocket upgrade becomes a tunnel
+    let mut c = Client::connect(m.http_port);
+    c.send(b"GET /ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    let a = c.answer().unwrap();
+    assert_eq!(a.status, 101);
+    c.send(b"ping over the tunnel");
+    let mut echo = [0u8; 20];
+    c.r.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping over the tunnel");
+    // the master and the workers are fine
+    assert!(m.ok(&["status"]).contains("RUNNING"));
+    assert_eq!(Client::connect(m.http_port).get("api.test", "/").status, 200);
+}
+
+#[test]
+fn a_slow_client_is_answered_408_at_the_request_timeout() {
+    let (m, _, _) = http_master("httpslow", "");
+    m.ok(&["listener", "http", "update", "-a", &format!("127.0.0.1:{}", m.http_port), "--request-timeout", "1"]);
+    let mut c = Client::connect(m.http_port);
+    c.send(b"GET / HTTP/1.1\r\nHost: api.te");
+    let started = Instant::now();
+    let a = c.answer().expect("a 408");
+    assert_eq!(a.status, 408);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(c.closed());
+}
+
+#[test]
+fn a_soft_stop_closes_idle_keep_alive_connections_and_ends_busy_ones_with_connection_close() {
+    let (mut m, _, _) = http_master("httpstop", "");
+    let mut idle = Client::connect(m.http_port);
+    assert_eq!(idle.get("api.test", "/").status, 200);
+    let mut busy = Client::connect(m.http_port);
+    // a request whose body is still coming when the stop starts
+    busy.send(b"POST /slow HTTP/1.1\r\nHost: api.test\r\nContent-Length: 4\r\n\r\nab");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut raw = m.raw();
+    raw.send(&R::SoftStop(SoftStop {}).into());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(idle.closed(), "an idle keep-alive connection is closed");
+    busy.send(b"cd");
+    let a = busy.answer().expect("the in-flight request completes");
+    assert!(a.text().contains("POST /slow len=4"), "{}", a.text());
+    assert_eq!(a.header("connection"), Some("close"));
+    assert!(busy.closed());
+    // every connection ended: the workers and the master exit cleanly
+    let mut child = m.child.take().unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < end, "the master did not exit after the drain");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "a clean soft stop: {status}");
+}

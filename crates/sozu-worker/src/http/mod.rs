@@ -1,0 +1,319 @@
+//! HTTP/1.1 proxying: accept on active HTTP listeners, read each request head under
+//! limits, route it by host, path and method, forward it to a backend of the cluster
+//! (round robin, the next backend when a connect fails, the backend connection reused
+//! across the client's keep-alive requests), and stream both bodies through bounded
+//! buffers, finding where each ends (Content-Length or chunked) without holding it.
+//! Our own answers: 400, 401, 404, 408, 502, 503, 504. Upgrades (WebSocket) become a
+//! tunnel after `101`. A soft stop closes idle connections and sends
+//! `Connection: close` on the next response of the others.
+
+mod answers;
+mod framing;
+mod head;
+mod session;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+use sozu_scm_socket::Listeners;
+use sozu_state::ConfigState;
+
+use crate::counters::{Counters, Sheet};
+use session::Session;
+
+/// Runs the HTTP head parsers and body framing over arbitrary bytes, as a request
+/// and as a response (for the fuzz target `http_parser`): nothing may panic, and a
+/// parsed head is rewritten.
+pub(crate) fn fuzz_one(data: &[u8]) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 80));
+    if let head::Parsed::Done(h) = head::parse_request(data) {
+        assert!(h.len <= data.len());
+        let mut out = Vec::new();
+        h.write_to_backend(&mut out, addr, addr, "id");
+        let mut body = framing::BodyTracker::new(h.framing);
+        let rest = &data[h.len..];
+        if let Ok(n) = body.feed(rest) {
+            assert!(n <= rest.len());
+        }
+    }
+    if let head::Parsed::Done(h) = head::parse_response(data, false) {
+        let mut out = Vec::new();
+        h.write_to_client(&mut out, true);
+        let mut body = framing::BodyTracker::new(h.framing);
+        for piece in data[h.len..].chunks(7) {
+            match body.feed(piece) {
+                Ok(n) => assert!(n <= piece.len()),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Listener tokens; sessions use two tokens each from `SESSION_BASE`.
+pub(crate) const LISTENER_BASE: usize = 2_000;
+pub(crate) const SESSION_BASE: usize = 1 << 40;
+
+/// Timeouts of a listener (seconds in the listener's configuration).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// A request head must arrive within this, once started.
+    pub request: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub front: Duration,
+    /// A backend must answer within this.
+    pub back: Duration,
+}
+
+/// The HTTP side of a worker.
+#[derive(Default)]
+pub(crate) struct HttpProxy {
+    listeners: HashMap<Token, (SocketAddr, TcpListener)>,
+    sessions: HashMap<usize, Session>,
+    next_session: usize,
+    round_robin: HashMap<String, usize>,
+    regexes: HashMap<String, Option<regex::Regex>>,
+    /// False while soft-stopping.
+    pub accepting: bool,
+    total: Counters,
+    clusters: BTreeMap<String, Counters>,
+    backends: BTreeMap<(String, String), Counters>,
+    next_request: u64,
+    worker: u32,
+    /// Every read goes through this zeroed buffer (see `session::read_into`).
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProxy").field("sessions", &self.sessions.len()).finish_non_exhaustive()
+    }
+}
+
+impl HttpProxy {
+    pub(crate) fn new(worker: u32) -> Self {
+        Self { accepting: true, worker, scratch: vec![0; 64 * 1024], ..Default::default() }
+    }
+
+    /// Open client connections.
+    pub(crate) fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Counters for `QueryMetrics`.
+    pub(crate) fn sheet(&self) -> Sheet<'_> {
+        Sheet { total: &self.total, clusters: &self.clusters, backends: &self.backends, active: self.sessions.len() }
+    }
+
+    /// Registers the active HTTP listeners, deregisters the others.
+    pub(crate) fn sync_listeners(&mut self, registry: &Registry, state: &ConfigState, listeners: &Listeners) {
+        for (index, (addr, fd)) in listeners.http.iter().enumerate() {
+            let token = Token(LISTENER_BASE + index);
+            let wanted = self.accepting && state.http_listener_active(*addr);
+            match (wanted, self.listeners.contains_key(&token)) {
+                (true, false) => {
+                    let Ok(dup) = fd.try_clone() else { continue };
+                    let std = std::net::TcpListener::from(dup);
+                    if std.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let mut listener = TcpListener::from_std(std);
+                    if registry.register(&mut listener, token, Interest::READABLE).is_ok() {
+                        self.listeners.insert(token, (*addr, listener));
+                    }
+                }
+                (false, true) => {
+                    if let Some((_, mut l)) = self.listeners.remove(&token) {
+                        let _ = registry.deregister(&mut l);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts a soft stop: no more accepting, idle connections closed, the others get
+    /// `Connection: close` on their next response.
+    pub(crate) fn soft_stop(&mut self, registry: &Registry, state: &ConfigState) {
+        self.accepting = false;
+        for (_, (_, mut l)) in self.listeners.drain() {
+            let _ = registry.deregister(&mut l);
+        }
+        let ids: Vec<usize> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.pump(registry, state, id);
+        }
+    }
+
+    /// Whether `token` is ours; handles it (`readable`: the event says data or an end
+    /// of stream may be waiting).
+    pub(crate) fn handle_event(
+        &mut self,
+        registry: &Registry,
+        state: &ConfigState,
+        token: Token,
+        readable: bool,
+    ) -> bool {
+        if self.listeners.contains_key(&token) {
+            self.accept(registry, state, token);
+            return true;
+        }
+        if token.0 >= SESSION_BASE {
+            let id = (token.0 - SESSION_BASE) / 2;
+            if readable && let Some(s) = self.sessions.get_mut(&id) {
+                s.readable((token.0 - SESSION_BASE) % 2 == 0);
+            }
+            self.pump(registry, state, id);
+            return true;
+        }
+        false
+    }
+
+    /// Closes what timed out; returns when to look again (`None`: no session).
+    pub(crate) fn tick(&mut self, registry: &Registry, state: &ConfigState, now: Instant) -> Option<Duration> {
+        let expired: Vec<usize> =
+            self.sessions.iter().filter(|(_, s)| s.deadline().is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
+        for id in expired {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.expire();
+            }
+            self.pump(registry, state, id);
+        }
+        let next = self.sessions.values().filter_map(Session::deadline).min()?;
+        Some(next.saturating_duration_since(now).max(Duration::from_millis(10)))
+    }
+
+    fn accept(&mut self, registry: &Registry, state: &ConfigState, token: Token) {
+        loop {
+            let Some((addr, listener)) = self.listeners.get(&token) else { return };
+            let addr = *addr;
+            let (mut front, client) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            };
+            let _ = front.set_nodelay(true);
+            let id = self.next_session;
+            self.next_session += 1;
+            self.total.connections += 1;
+            if registry
+                .register(&mut front, Token(SESSION_BASE + id * 2), Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+            {
+                continue;
+            }
+            let timeouts = state.http_listener(addr).map_or(
+                Timeouts {
+                    request: Duration::from_secs(10),
+                    front: Duration::from_secs(60),
+                    back: Duration::from_secs(30),
+                },
+                |l| Timeouts {
+                    request: Duration::from_secs(u64::from(l.request_timeout.max(1))),
+                    front: Duration::from_secs(u64::from(l.front_timeout.max(1))),
+                    back: Duration::from_secs(u64::from(l.back_timeout.max(1))),
+                },
+            );
+            self.sessions.insert(id, Session::new(front, client, addr, timeouts, Instant::now()));
+        }
+    }
+
+    /// A regex path rule, compiled once (an invalid one never matches).
+    fn regex_match(regexes: &mut HashMap<String, Option<regex::Regex>>, pattern: &str, path: &str) -> bool {
+        regexes
+            .entry(pattern.to_string())
+            .or_insert_with(|| regex::Regex::new(pattern).ok())
+            .as_ref()
+            .is_some_and(|r| r.is_match(path))
+    }
+
+    /// Moves everything that can move for session `id`; `state` is needed to route a
+    /// new request (without it, a complete head waits for the next event).
+    fn pump(&mut self, registry: &Registry, state: &ConfigState, id: usize) {
+        let Some(mut s) = self.sessions.remove(&id) else { return };
+        let back_token = Token(SESSION_BASE + id * 2 + 1);
+        let mut ctx = session::Context {
+            registry,
+            back_token,
+            accepting: self.accepting,
+            route: None,
+            now: Instant::now(),
+            scratch: &mut self.scratch,
+        };
+        loop {
+            let step = s.step(&mut ctx);
+            match step {
+                session::Step::Progress => {}
+                session::Step::Idle => break,
+                session::Step::Closed => {
+                    self.account(&mut s);
+                    s.close(registry);
+                    return;
+                }
+                session::Step::Route(head) => {
+                    let regexes = &mut self.regexes;
+                    let route = state.http_route(s.listener, &head.host, &head.path, &head.method, |pattern, path| {
+                        Self::regex_match(regexes, pattern, path)
+                    });
+                    self.total.requests += 1;
+                    let routed = match route {
+                        None => session::Routed::Answer(404),
+                        Some(sozu_state::Route::Deny) => session::Routed::Answer(401),
+                        Some(sozu_state::Route::Cluster(cluster)) => {
+                            let mut candidates = state.backend_addresses(cluster);
+                            if candidates.is_empty() {
+                                session::Routed::Answer(503)
+                            } else {
+                                let cursor = self.round_robin.entry(cluster.to_string()).or_default();
+                                let len = candidates.len();
+                                candidates.rotate_left(*cursor % len);
+                                *cursor = cursor.wrapping_add(1);
+                                self.clusters.entry(cluster.to_string()).or_default().requests += 1;
+                                self.next_request += 1;
+                                session::Routed::Backends {
+                                    cluster: cluster.to_string(),
+                                    candidates,
+                                    request_id: format!("{:x}-{:x}", self.worker, self.next_request),
+                                }
+                            }
+                        }
+                    };
+                    ctx.route = Some((head, routed));
+                }
+            }
+        }
+        self.account(&mut s);
+        self.sessions.insert(id, s);
+    }
+
+    /// Moves the session's fresh counts into the worker's counters.
+    fn account(&mut self, s: &mut Session) {
+        let c = s.take_counts();
+        self.total.bytes_in += c.bytes_in;
+        self.total.bytes_out += c.bytes_out;
+        self.total.connect_errors += c.connect_errors.len() as i64;
+        for status in &c.answers {
+            if *status >= 500 {
+                self.total.errors_5xx += 1;
+            } else {
+                self.total.errors_4xx += 1;
+            }
+        }
+        for (cluster, backend) in &c.connect_errors {
+            self.backends.entry((cluster.clone(), backend.clone())).or_default().connect_errors += 1;
+        }
+        if let Some((cluster, backend)) = &c.backend {
+            let cl = self.clusters.entry(cluster.clone()).or_default();
+            cl.bytes_in += c.bytes_in;
+            cl.bytes_out += c.bytes_out;
+            let be = self.backends.entry((cluster.clone(), backend.clone())).or_default();
+            be.bytes_in += c.bytes_in;
+            be.bytes_out += c.bytes_out;
+            be.requests += c.requests;
+            be.connections += c.connections;
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! One client connection of the HTTP proxy: a request head, then its exchange with a
+//! backend, then the next request (keep-alive), or a tunnel after `101`.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::Timeouts;
+use super::answers::answer;
+use super::framing::BodyTracker;
+use super::head::{MAX_HEAD, Parsed, RequestHead, parse_request, parse_response};
+
+/// Most bytes waiting to be written to one side before reading from the other stops.
+const BUF: usize = 16 * 1024;
+
+/// What the proxy gives a session for one `step`.
+pub(super) struct Context<'a> {
+    pub registry: &'a Registry,
+    pub back_token: Token,
+    pub accepting: bool,
+    /// The route of the head last returned by [`Step::Route`].
+    pub route: Option<(RequestHead, Routed)>,
+    pub now: Instant,
+    /// A zeroed buffer every read goes through.
+    pub scratch: &'a mut [u8],
+}
+
+/// Where the proxy sent a request.
+pub(super) enum Routed {
+    /// Answered by the worker with this status.
+    Answer(u16),
+    /// To these backends, in the order to try them.
+    Backends { cluster: String, candidates: Vec<(String, SocketAddr)>, request_id: String },
+}
+
+/// What one step did.
+pub(super) enum Step {
+    Progress,
+    /// Nothing more can move until the next event.
+    Idle,
+    /// The session is over.
+    Closed,
+    /// A request head arrived: route it and step again.
+    Route(RequestHead),
+}
+
+/// Counts gathered since the proxy last took them.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    /// Requests and connections sent to `backend`.
+    pub requests: i64,
+    pub connections: i64,
+    pub connect_errors: Vec<(String, String)>,
+    /// Answers of our own.
+    pub answers: Vec<u16>,
+    /// (cluster, backend) the counts above belong to.
+    pub backend: Option<(String, String)>,
+}
+
+struct Back {
+    stream: TcpStream,
+    /// The socket may have data to read.
+    ready: bool,
+    connected: bool,
+    cluster: String,
+    backend: String,
+    /// Backends not tried yet, next last.
+    candidates: Vec<(String, SocketAddr)>,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    /// Some byte was written to this backend for the current request.
+    wrote: bool,
+    eof: bool,
+    /// The backend may take another request on this connection.
+    reusable: bool,
+}
+
+struct Exchange {
+    request: BodyTracker,
+    /// Set once the response head is read.
+    response: Option<BodyTracker>,
+    head_method: bool,
+    keep_alive: bool,
+    upgrade: bool,
+    /// Part of a response was sent to the client.
+    answered: bool,
+    /// Close the client connection after this response.
+    close: bool,
+}
+
+enum Phase {
+    Head,
+    Exchange(Exchange),
+    Tunnel,
+}
+
+pub(super) struct Session {
+    front: TcpStream,
+    /// The client socket may have data to read.
+    front_ready: bool,
+    pub client: SocketAddr,
+    pub listener: SocketAddr,
+    timeouts: Timeouts,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    front_eof: bool,
+    back: Option<Back>,
+    phase: Phase,
+    /// Close once `out` is written.
+    closing: bool,
+    last_progress: Instant,
+    /// Set when a timeout already fired, or the close started: the end must come by then.
+    hard_deadline: Option<Instant>,
+    /// Our side is shut down; what the client still sends is read and dropped until it
+    /// closes (closing with unread input would reset the connection and could destroy
+    /// our last answer in flight).
+    lingering: bool,
+    /// Close at the next step, whatever is pending.
+    dead: bool,
+    counts: Counts,
+}
+
+enum Io {
+    Read(usize),
+    Eof,
+    Blocked,
+    Failed,
+}
+
+/// Reads what fits under `limit` into `buf`, through the proxy's zeroed `scratch`
+/// (so that no read zeroes a buffer first). `ready`: the socket may have data; a read
+/// that comes back short drained it (edge-triggered: the next data is a new event),
+/// which saves the `EAGAIN` read.
+fn read_into(stream: &mut TcpStream, ready: &mut bool, buf: &mut Vec<u8>, limit: usize, scratch: &mut [u8]) -> Io {
+    let room = limit.saturating_sub(buf.len()).min(scratch.len());
+    if room == 0 || !*ready {
+        return Io::Blocked;
+    }
+    match stream.read(&mut scratch[..room]) {
+        Ok(0) => Io::Eof,
+        Ok(n) => {
+            buf.extend_from_slice(&scratch[..n]);
+            *ready = n == room;
+            Io::Read(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Io::Blocked,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            *ready = false;
+            Io::Blocked
+        }
+        Err(_) => Io::Failed,
+    }
+}
+
+/// Writes what it can of `buf`, removing it; `Err` when the peer is gone.
+fn write_from(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, ()> {
+    let mut total = 0;
+    while !buf.is_empty() {
+        match stream.write(buf) {
+            Ok(0) => return Err(()),
+            Ok(n) => {
+                buf.drain(..n);
+                total += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(total)
+}
+
+impl Session {
+    pub fn new(front: TcpStream, client: SocketAddr, listener: SocketAddr, timeouts: Timeouts, now: Instant) -> Self {
+        Session {
+            front,
+            front_ready: true,
+            client,
+            listener,
+            timeouts,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            front_eof: false,
+            back: None,
+            phase: Phase::Head,
+            closing: false,
+            last_progress: now,
+            hard_deadline: None,
+            lingering: false,
+            dead: false,
+            counts: Counts::default(),
+        }
+    }
+
+    /// A readiness event for the client (`front`) or the backend socket.
+    pub fn readable(&mut self, front: bool) {
+        if front {
+            self.front_ready = true;
+        } else if let Some(b) = self.back.as_mut() {
+            b.ready = true;
+        }
+    }
+
+    pub fn take_counts(&mut self) -> Counts {
+        let mut c = std::mem::take(&mut self.counts);
+        c.backend = self.back.as_ref().map(|b| (b.cluster.clone(), b.backend.clone()));
+        c
+    }
+
+    pub fn close(mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.front);
+        if let Some(mut b) = self.back.take() {
+            let _ = registry.deregister(&mut b.stream);
+        }
+    }
+
+    /// When this session times out, if it can.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.hard_deadline.is_some() {
+            return self.hard_deadline;
+        }
+        let t = match &self.phase {
+            _ if self.closing => self.timeouts.front,
+            Phase::Head if self.inbuf.is_empty() => self.timeouts.front,
+            Phase::Head => self.timeouts.request,
+            Phase::Exchange(_) => self.timeouts.back,
+            Phase::Tunnel => self.timeouts.front,
+        };
+        Some(self.last_progress + t)
+    }
+
+    /// The deadline passed: answer what can be answered (408, 504) and close. Returns
+    /// the status answered.
+    pub fn expire(&mut self) -> Option<u16> {
+        if self.hard_deadline.is_some() {
+            self.dead = true;
+            return None;
+        }
+        let status = match &self.phase {
+            _ if self.hard_deadline.is_some() || self.closing => None,
+            Phase::Head if !self.inbuf.is_empty() => Some(408),
+            Phase::Exchange(ex) if !ex.answered => Some(504),
+            _ => None,
+        };
+        if let Some(s) = status {
+            self.out.extend_from_slice(&answer(s, true));
+            self.counts.answers.push(s);
+        } else {
+            // nothing to say: drop what is pending so the close is immediate
+            self.out.clear();
+        }
+        self.inbuf.clear();
+        self.phase = Phase::Head;
+        self.closing = true;
+        self.hard_deadline = Some(Instant::now() + Duration::from_secs(1));
+        status
+    }
+
+    fn own_answer(&mut self, status: u16, close: bool) {
+        self.out.extend_from_slice(&answer(status, close));
+        self.counts.answers.push(status);
+        if close {
+            self.closing = true;
+        }
+    }
+
+    /// Moves what can move; see [`Step`].
+    pub fn step(&mut self, ctx: &mut Context<'_>) -> Step {
+        if self.dead {
+            return Step::Closed;
+        }
+        if self.lingering {
+            let mut sink = Vec::new();
+            return loop {
+                sink.clear();
+                match read_into(&mut self.front, &mut self.front_ready, &mut sink, BUF, ctx.scratch) {
+                    Io::Read(_) => continue,
+                    Io::Blocked => break Step::Idle,
+                    Io::Eof | Io::Failed => break Step::Closed,
+                }
+            };
+        }
+        let mut progress = false;
+        if let Some((head, routed)) = ctx.route.take() {
+            self.start(ctx, head, routed);
+            progress = true;
+        }
+        // from the client
+        let wants_more = match &self.phase {
+            _ if self.closing || self.front_eof => false,
+            Phase::Head => self.inbuf.len() < MAX_HEAD,
+            Phase::Exchange(ex) => !ex.request.done() && self.inbuf.len() < BUF,
+            Phase::Tunnel => self.inbuf.len() < BUF,
+        };
+        if wants_more {
+            let limit = if matches!(self.phase, Phase::Head) { MAX_HEAD } else { BUF };
+            match read_into(&mut self.front, &mut self.front_ready, &mut self.inbuf, limit, ctx.scratch) {
+                Io::Read(n) => {
+                    self.counts.bytes_in += n as i64;
+                    progress = true;
+                }
+                Io::Eof => {
+                    self.front_eof = true;
+                    progress = true;
+                }
+                Io::Blocked => {}
+                Io::Failed => return Step::Closed,
+            }
+        }
+        let moved = match self.phase {
+            Phase::Head => match self.head(ctx) {
+                Ok(Some(head)) => return Step::Route(head),
+                Ok(None) => false,
+                Err(()) => return Step::Closed,
+            },
+            Phase::Exchange(_) => match self.exchange(ctx) {
+                Ok(moved) => moved,
+                Err(()) => return Step::Closed,
+            },
+            Phase::Tunnel => match self.tunnel(ctx) {
+                Ok(moved) => moved,
+                Err(()) => return Step::Closed,
+            },
+        };
+        progress |= moved;
+        // to the client
+        match write_from(&mut self.front, &mut self.out) {
+            Ok(n) if n > 0 => {
+                self.counts.bytes_out += n as i64;
+                progress = true;
+            }
+            Ok(_) => {}
+            Err(()) => return Step::Closed,
+        }
+        if self.closing && self.out.is_empty() {
+            let _ = self.front.shutdown(Shutdown::Write);
+            if let Some(mut b) = self.back.take() {
+                let _ = ctx.registry.deregister(&mut b.stream);
+            }
+            self.lingering = true;
+            self.hard_deadline = Some(ctx.now + Duration::from_secs(2));
+            return Step::Progress;
+        }
+        if progress {
+            self.last_progress = ctx.now;
+            Step::Progress
+        } else {
+            Step::Idle
+        }
+    }
+
+    /// Waiting for a request head: `Ok(Some)` once one is complete.
+    fn head(&mut self, ctx: &Context<'_>) -> Result<Option<RequestHead>, ()> {
+        if self.closing {
+            return Ok(None);
+        }
+        if self.inbuf.is_empty() {
+            // idle keep-alive connection: a soft stop or the client's close ends it
+            return if self.front_eof || (!ctx.accepting && self.out.is_empty()) { Err(()) } else { Ok(None) };
+        }
+        match parse_request(&self.inbuf) {
+            Parsed::Done(head) => Ok(Some(head)),
+            Parsed::Partial if self.front_eof => Err(()),
+            Parsed::Partial => Ok(None),
+            Parsed::Bad(_) => {
+                self.inbuf.clear();
+                self.own_answer(400, true);
+                Ok(None)
+            }
+        }
+    }
+
+    /// A routed request: answer it ourselves, or send its head to a backend.
+    fn start(&mut self, ctx: &Context<'_>, head: RequestHead, routed: Routed) {
+        let (cluster, mut candidates, request_id) = match routed {
+            Routed::Answer(status) => {
+                self.inbuf.drain(..head.len.min(self.inbuf.len()));
+                // a body we will not read makes the connection unusable
+                let close = !head.keep_alive || head.framing != super::framing::Framing::None || !ctx.accepting;
+                self.own_answer(status, close);
+                return;
+            }
+            Routed::Backends { cluster, candidates, request_id } => (cluster, candidates, request_id),
+        };
+        self.inbuf.drain(..head.len.min(self.inbuf.len()));
+        candidates.reverse(); // pop() gives the next one
+        // a keep-alive client stays on its backend connection while it asks the same
+        // cluster and that backend is still one of its backends
+        let reuse = self.back.as_ref().and_then(|b| {
+            (b.reusable && b.cluster == cluster).then(|| candidates.iter().position(|(id, _)| *id == b.backend))?
+        });
+        if reuse.is_none()
+            && let Some(mut old) = self.back.take()
+        {
+            let _ = ctx.registry.deregister(&mut old.stream);
+        }
+        let mut out = Vec::with_capacity(head.len + 256);
+        head.write_to_backend(&mut out, self.client, self.listener, &request_id);
+        if let Some(index) = reuse {
+            if let Some(b) = self.back.as_mut() {
+                candidates.remove(index);
+                b.candidates = candidates;
+                b.out = out;
+                b.wrote = false;
+                b.inbuf.clear();
+                self.counts.requests += 1;
+            }
+        } else {
+            match self.connect(ctx, &cluster, &mut candidates) {
+                Some(mut b) => {
+                    b.out = out;
+                    b.candidates = candidates;
+                    self.back = Some(b);
+                    self.counts.requests += 1;
+                }
+                None => {
+                    let close = !head.keep_alive || head.framing != super::framing::Framing::None;
+                    self.own_answer(503, close);
+                    return;
+                }
+            }
+        }
+        self.phase = Phase::Exchange(Exchange {
+            request: BodyTracker::new(head.framing),
+            response: None,
+            head_method: head.method == "HEAD",
+            keep_alive: head.keep_alive,
+            upgrade: head.upgrade,
+            answered: false,
+            close: false,
+        });
+    }
+
+    /// Connects to the next candidate that accepts a connect call.
+    fn connect(
+        &mut self,
+        ctx: &Context<'_>,
+        cluster: &str,
+        candidates: &mut Vec<(String, SocketAddr)>,
+    ) -> Option<Back> {
+        while let Some((backend, addr)) = candidates.pop() {
+            match TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    // heads and bodies go out in separate writes: no Nagle delay
+                    let _ = stream.set_nodelay(true);
+                    if ctx
+                        .registry
+                        .register(&mut stream, ctx.back_token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.counts.connections += 1;
+                    return Some(Back {
+                        stream,
+                        ready: true,
+                        connected: false,
+                        cluster: cluster.to_string(),
+                        backend,
+                        candidates: Vec::new(),
+                        inbuf: Vec::new(),
+                        out: Vec::new(),
+                        wrote: false,
+                        eof: false,
+                        reusable: false,
+                    });
+                }
+                Err(_) => self.counts.connect_errors.push((cluster.to_string(), backend)),
+            }
+        }
+        None
+    }
+
+    /// Whether the backend connection is established; on a failed connect, the next
+    /// backend is tried (the request is still whole in `out`).
+    fn check_connected(&mut self, ctx: &Context<'_>) -> Result<bool, u16> {
+        let Some(b) = self.back.as_mut() else { return Err(502) };
+        if b.connected {
+            return Ok(true);
+        }
+        let failed = match b.stream.take_error() {
+            Ok(None) => match b.stream.peer_addr() {
+                Ok(_) => {
+                    b.connected = true;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
+                Err(_) => true,
+            },
+            _ => true,
+        };
+        debug_assert!(failed);
+        let Some(mut old) = self.back.take() else { return Err(502) };
+        let _ = ctx.registry.deregister(&mut old.stream);
+        self.counts.connect_errors.push((old.cluster.clone(), old.backend.clone()));
+        if old.wrote {
+            return Err(502);
+        }
+        let mut candidates = std::mem::take(&mut old.candidates);
+        match self.connect(ctx, &old.cluster, &mut candidates) {
+            Some(mut b) => {
+                b.out = std::mem::take(&mut old.out);
+                b.candidates = candidates;
+                self.back = Some(b);
+                Ok(false)
+            }
+            None => Err(503),
+        }
+    }
+
+    /// Failure of the exchange: our answer if nothing was sent yet (the client
+    /// connection stays usable when its request was read whole), else a close.
+    fn fail(&mut self, ctx: &Context<'_>, status: u16) -> Result<bool, ()> {
+        let (answered, keep) = match &self.phase {
+            Phase::Exchange(ex) => (ex.answered, ex.request.done() && ex.keep_alive && ctx.accepting),
+            _ => (false, false),
+        };
+        if answered {
+            return Err(());
+        }
+        if let Some(mut old) = self.back.take() {
+            let _ = ctx.registry.deregister(&mut old.stream);
+        }
+        self.phase = Phase::Head;
+        if !keep {
+            self.inbuf.clear();
+        }
+        self.own_answer(status, !keep);
+        Ok(true)
+    }
+
+    fn exchange(&mut self, ctx: &mut Context<'_>) -> Result<bool, ()> {
+        let mut moved = false;
+        let Phase::Exchange(ex) = &mut self.phase else { return Ok(false) };
+        let Some(b) = self.back.as_mut() else { return Err(()) };
+        // request body: from the client's bytes to the backend's queue
+        if !ex.request.done() && b.out.len() < BUF && !self.inbuf.is_empty() {
+            let room = (BUF - b.out.len()).min(self.inbuf.len());
+            let Ok(n) = ex.request.feed(&self.inbuf[..room]) else { return self.fail(ctx, 400) };
+            b.out.extend(self.inbuf.drain(..n));
+            moved |= n > 0;
+        }
+        if !ex.request.done() && self.front_eof && self.inbuf.is_empty() {
+            return Err(()); // the client left mid-request
+        }
+        match self.check_connected(ctx) {
+            Ok(true) => {}
+            Ok(false) => return Ok(moved),
+            Err(status) => return self.fail(ctx, status),
+        }
+        let Phase::Exchange(ex) = &mut self.phase else { return Ok(moved) };
+        let Some(b) = self.back.as_mut() else { return Err(()) };
+        match write_from(&mut b.stream, &mut b.out) {
+            Ok(n) if n > 0 => {
+                b.wrote = true;
+                moved = true;
+            }
+            Ok(_) => {}
+            Err(()) => return self.fail(ctx, 502),
+        }
+        // from the backend
+        if !b.eof && self.out.len() < BUF {
+            match read_into(&mut b.stream, &mut b.ready, &mut b.inbuf, BUF, ctx.scratch) {
+                Io::Read(_) => moved = true,
+                Io::Eof => {
+                    b.eof = true;
+                    moved = true;
+                }
+                Io::Blocked => {}
+                Io::Failed => b.eof = true,
+            }
+        }
+        while ex.response.is_none() && !b.inbuf.is_empty() {
+            match parse_response(&b.inbuf, ex.head_method) {
+                Parsed::Partial if b.eof => return self.fail(ctx, 502),
+                Parsed::Partial => break,
+                Parsed::Bad(_) => return self.fail(ctx, 502),
+                Parsed::Done(head) => {
+                    b.inbuf.drain(..head.len);
+                    moved = true;
+                    ex.answered = true;
+                    if head.status == 101 && ex.upgrade {
+                        head.write_to_client(&mut self.out, false);
+                        self.out.append(&mut b.inbuf);
+                        b.out.append(&mut self.inbuf);
+                        self.phase = Phase::Tunnel;
+                        return Ok(true);
+                    }
+                    if (100..200).contains(&head.status) {
+                        head.write_to_client(&mut self.out, false);
+                        continue;
+                    }
+                    let body = BodyTracker::new(head.framing);
+                    ex.close = !ex.keep_alive || !ctx.accepting || !ex.request.done() || body.until_close();
+                    b.reusable = head.keep_alive;
+                    head.write_to_client(&mut self.out, ex.close);
+                    ex.response = Some(body);
+                }
+            }
+        }
+        if ex.response.is_none() && b.eof {
+            return self.fail(ctx, 502);
+        }
+        let Some(body) = ex.response.as_mut() else { return Ok(moved) };
+        if !body.done() && self.out.len() < BUF && !b.inbuf.is_empty() {
+            let room = (BUF - self.out.len()).min(b.inbuf.len());
+            let Ok(n) = body.feed(&b.inbuf[..room]) else { return Err(()) };
+            self.out.extend(b.inbuf.drain(..n));
+            moved |= n > 0;
+        }
+        let complete = body.done() || (body.until_close() && b.eof && b.inbuf.is_empty());
+        if !complete {
+            if b.eof && b.inbuf.is_empty() {
+                // the backend died mid-response: the client must see a close, not a hang
+                self.closing = true;
+            }
+            return Ok(moved);
+        }
+        let (close, request_done) = (ex.close, ex.request.done());
+        if (!b.reusable || !request_done || !b.inbuf.is_empty())
+            && let Some(mut old) = self.back.take()
+        {
+            let _ = ctx.registry.deregister(&mut old.stream);
+        }
+        self.phase = Phase::Head;
+        if close || !request_done {
+            self.inbuf.clear();
+            self.closing = true;
+        }
+        Ok(true)
+    }
+
+    /// After `101`: bytes both ways until either side ends.
+    fn tunnel(&mut self, ctx: &mut Context<'_>) -> Result<bool, ()> {
+        let Some(b) = self.back.as_mut() else { return Err(()) };
+        let mut moved = false;
+        if b.out.len() < BUF && !self.inbuf.is_empty() {
+            b.out.append(&mut self.inbuf);
+            moved = true;
+        }
+        match write_from(&mut b.stream, &mut b.out) {
+            Ok(n) => moved |= n > 0,
+            Err(()) => return Err(()),
+        }
+        if !b.eof && self.out.len() < BUF {
+            match read_into(&mut b.stream, &mut b.ready, &mut b.inbuf, BUF, ctx.scratch) {
+                Io::Read(_) => moved = true,
+                Io::Eof | Io::Failed => b.eof = true,
+                Io::Blocked => {}
+            }
+        }
+        if !b.inbuf.is_empty() {
+            self.out.append(&mut b.inbuf);
+            moved = true;
+        }
+        if (b.eof && b.inbuf.is_empty()) || (self.front_eof && self.inbuf.is_empty() && b.out.is_empty()) {
+            self.closing = true;
+        }
+        Ok(moved)
+    }
+}
