@@ -164,7 +164,7 @@ impl HttpProxy {
         if token.0 >= SESSION_BASE {
             let id = (token.0 - SESSION_BASE) / 2;
             if readable && let Some(s) = self.sessions.get_mut(&id) {
-                s.readable((token.0 - SESSION_BASE) % 2 == 0);
+                s.readable((token.0 - SESSION_BASE).is_multiple_of(2));
             }
             self.pump(registry, state, id);
             return true;
