@@ -12,6 +12,7 @@ mod channel;
 mod dashboard;
 mod master;
 mod state;
+mod traffic;
 
 /// One measured row: what, our figure, the baseline's, and the ratio.
 #[derive(Debug)]
@@ -55,7 +56,7 @@ fn main() {
     // `--sozu21 PATH`: a Sōzu 2.1 binary, measured in the same run for comparison
     let sozu21 = args.iter().position(|a| a == "--sozu21").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
     // `--only NAME[,NAME]`: run only these sections (channel, audit, state, master, dashboard;
-    // master-load: only the LoadState rows of the master)
+    // master-load: only the LoadState rows of the master; traffic: the data plane)
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
@@ -76,6 +77,12 @@ fn main() {
         match &sozu {
             Some(path) => sections.push(master::run(path, sozu21.as_deref(), quick, !wanted("master"))),
             None => eprintln!("no --sozu PATH: the master benchmarks are skipped"),
+        }
+    }
+    if wanted("traffic") {
+        match &sozu {
+            Some(path) => sections.extend(traffic::run(path, quick)),
+            None => eprintln!("no --sozu PATH: the data-plane benchmarks are skipped"),
         }
     }
     if wanted("dashboard") {

@@ -270,9 +270,10 @@ impl Worker {
             for event in events.iter() {
                 if event.token() != Token(0) {
                     // HTTP first: its session tokens are above the TCP ones
-                    let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                    if !self.http.handle_event(poll.registry(), &self.state, event.token(), readable) {
-                        self.proxy.handle_event(poll.registry(), &self.state, event.token());
+                    let closed = event.is_read_closed() || event.is_error();
+                    let readable = event.is_readable() || closed;
+                    if !self.http.handle_event(poll.registry(), &self.state, event.token(), readable, closed) {
+                        self.proxy.handle_event(poll.registry(), &self.state, event.token(), readable, closed);
                     }
                     continue;
                 }

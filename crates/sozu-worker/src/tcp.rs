@@ -39,6 +39,12 @@ impl Pipe {
 struct Session {
     front: TcpStream,
     back: TcpStream,
+    /// Each socket may have data to read (edge-triggered: cleared by a short read,
+    /// unless the peer's end of stream was announced: it is still to be read).
+    front_ready: bool,
+    back_ready: bool,
+    front_hup: bool,
+    back_hup: bool,
     connected: bool,
     cluster: String,
     backend: String,
@@ -103,14 +109,32 @@ impl TcpProxy {
         }
     }
 
-    /// Whether `token` is one of ours, and handles it.
-    pub(crate) fn handle_event(&mut self, registry: &Registry, state: &ConfigState, token: Token) -> bool {
+    /// Whether `token` is one of ours, and handles it (`readable`: the event says data
+    /// or an end of stream may be waiting; `closed`: the peer's end of stream is
+    /// announced).
+    pub(crate) fn handle_event(
+        &mut self,
+        registry: &Registry,
+        state: &ConfigState,
+        token: Token,
+        readable: bool,
+        closed: bool,
+    ) -> bool {
         if self.listeners.contains_key(&token) {
             self.accept(registry, state, token);
             return true;
         }
         if (SESSION_BASE..crate::http::SESSION_BASE).contains(&token.0) {
             let id = (token.0 - SESSION_BASE) / 2;
+            if readable && let Some(s) = self.sessions.get_mut(&id) {
+                if (token.0 - SESSION_BASE).is_multiple_of(2) {
+                    s.front_ready = true;
+                    s.front_hup |= closed;
+                } else {
+                    s.back_ready = true;
+                    s.back_hup |= closed;
+                }
+            }
             self.pump(registry, id);
             return true;
         }
@@ -143,6 +167,10 @@ impl TcpProxy {
             let mut session = Session {
                 front,
                 back: back.1,
+                front_ready: true,
+                back_ready: true,
+                front_hup: false,
+                back_hup: false,
                 connected: false,
                 cluster,
                 backend: back.0,
@@ -210,8 +238,10 @@ impl TcpProxy {
         let mut done = false;
         loop {
             let mut progress = false;
-            let (a, b) = copy(&mut s.front, &mut s.back, &mut s.up, &mut progress, &mut done);
-            let (c, d) = copy(&mut s.back, &mut s.front, &mut s.down, &mut progress, &mut done);
+            let (a, b) =
+                copy(&mut s.front, (&mut s.front_ready, s.front_hup), &mut s.back, &mut s.up, &mut progress, &mut done);
+            let (c, d) =
+                copy(&mut s.back, (&mut s.back_ready, s.back_hup), &mut s.front, &mut s.down, &mut progress, &mut done);
             self.total.bytes_in += a as i64;
             self.total.bytes_out += c as i64;
             let cl = self.clusters.entry(s.cluster.clone()).or_default();
@@ -244,6 +274,8 @@ impl TcpProxy {
                     Interest::READABLE | Interest::WRITABLE,
                 );
                 s.back = back;
+                s.back_ready = true;
+                s.back_hup = false;
                 s.backend = backend;
                 self.sessions.insert(id, s);
             }
@@ -264,13 +296,15 @@ impl TcpProxy {
 /// Returns (bytes read, bytes written).
 fn copy(
     from: &mut TcpStream,
+    (ready, hup): (&mut bool, bool),
     to: &mut TcpStream,
     pipe: &mut Pipe,
     progress: &mut bool,
     done: &mut bool,
 ) -> (usize, usize) {
     let (mut read, mut written) = (0, 0);
-    if !pipe.eof && pipe.end < pipe.buf.len() {
+    if !pipe.eof && pipe.end < pipe.buf.len() && *ready {
+        let room = pipe.buf.len() - pipe.end;
         match from.read(&mut pipe.buf[pipe.end..]) {
             Ok(0) => {
                 pipe.eof = true;
@@ -280,8 +314,10 @@ fn copy(
                 pipe.end += n;
                 read = n;
                 *progress = true;
+                // a short read drained the socket: the next data is a new event
+                *ready = n == room || hup;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *ready = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => *progress = true,
             Err(_) => *done = true,
         }

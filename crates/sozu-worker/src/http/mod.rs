@@ -149,13 +149,14 @@ impl HttpProxy {
     }
 
     /// Whether `token` is ours; handles it (`readable`: the event says data or an end
-    /// of stream may be waiting).
+    /// of stream may be waiting; `closed`: the peer's end of stream is announced).
     pub(crate) fn handle_event(
         &mut self,
         registry: &Registry,
         state: &ConfigState,
         token: Token,
         readable: bool,
+        closed: bool,
     ) -> bool {
         if self.listeners.contains_key(&token) {
             self.accept(registry, state, token);
@@ -164,7 +165,7 @@ impl HttpProxy {
         if token.0 >= SESSION_BASE {
             let id = (token.0 - SESSION_BASE) / 2;
             if readable && let Some(s) = self.sessions.get_mut(&id) {
-                s.readable((token.0 - SESSION_BASE).is_multiple_of(2));
+                s.readable((token.0 - SESSION_BASE).is_multiple_of(2), closed);
             }
             self.pump(registry, state, id);
             return true;

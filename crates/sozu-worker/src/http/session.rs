@@ -64,8 +64,9 @@ pub(super) struct Counts {
 
 struct Back {
     stream: TcpStream,
-    /// The socket may have data to read.
+    /// The socket may have data to read; `hup`: its end of stream was announced.
     ready: bool,
+    hup: bool,
     connected: bool,
     cluster: String,
     backend: String,
@@ -101,8 +102,10 @@ enum Phase {
 
 pub(super) struct Session {
     front: TcpStream,
-    /// The client socket may have data to read.
+    /// The client socket may have data to read; `front_hup`: its end of stream was
+    /// announced (a short read then does not mean drained).
     front_ready: bool,
+    front_hup: bool,
     pub client: SocketAddr,
     pub listener: SocketAddr,
     timeouts: Timeouts,
@@ -136,7 +139,13 @@ enum Io {
 /// (so that no read zeroes a buffer first). `ready`: the socket may have data; a read
 /// that comes back short drained it (edge-triggered: the next data is a new event),
 /// which saves the `EAGAIN` read.
-fn read_into(stream: &mut TcpStream, ready: &mut bool, buf: &mut Vec<u8>, limit: usize, scratch: &mut [u8]) -> Io {
+fn read_into(
+    stream: &mut TcpStream,
+    (ready, hup): (&mut bool, bool),
+    buf: &mut Vec<u8>,
+    limit: usize,
+    scratch: &mut [u8],
+) -> Io {
     let room = limit.saturating_sub(buf.len()).min(scratch.len());
     if room == 0 || !*ready {
         return Io::Blocked;
@@ -145,7 +154,8 @@ fn read_into(stream: &mut TcpStream, ready: &mut bool, buf: &mut Vec<u8>, limit:
         Ok(0) => Io::Eof,
         Ok(n) => {
             buf.extend_from_slice(&scratch[..n]);
-            *ready = n == room;
+            // unless the end of stream was announced: it is still to be read
+            *ready = n == room || hup;
             Io::Read(n)
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Io::Blocked,
@@ -180,6 +190,7 @@ impl Session {
         Session {
             front,
             front_ready: true,
+            front_hup: false,
             client,
             listener,
             timeouts,
@@ -197,12 +208,15 @@ impl Session {
         }
     }
 
-    /// A readiness event for the client (`front`) or the backend socket.
-    pub fn readable(&mut self, front: bool) {
+    /// A readiness event for the client (`front`) or the backend socket; `closed`: it
+    /// announced the peer's end of stream.
+    pub fn readable(&mut self, front: bool, closed: bool) {
         if front {
             self.front_ready = true;
+            self.front_hup |= closed;
         } else if let Some(b) = self.back.as_mut() {
             b.ready = true;
+            b.hup |= closed;
         }
     }
 
@@ -278,7 +292,7 @@ impl Session {
             let mut sink = Vec::new();
             return loop {
                 sink.clear();
-                match read_into(&mut self.front, &mut self.front_ready, &mut sink, BUF, ctx.scratch) {
+                match read_into(&mut self.front, (&mut self.front_ready, self.front_hup), &mut sink, BUF, ctx.scratch) {
                     Io::Read(_) => continue,
                     Io::Blocked => break Step::Idle,
                     Io::Eof | Io::Failed => break Step::Closed,
@@ -299,7 +313,13 @@ impl Session {
         };
         if wants_more {
             let limit = if matches!(self.phase, Phase::Head) { MAX_HEAD } else { BUF };
-            match read_into(&mut self.front, &mut self.front_ready, &mut self.inbuf, limit, ctx.scratch) {
+            match read_into(
+                &mut self.front,
+                (&mut self.front_ready, self.front_hup),
+                &mut self.inbuf,
+                limit,
+                ctx.scratch,
+            ) {
                 Io::Read(n) => {
                     self.counts.bytes_in += n as i64;
                     progress = true;
@@ -459,6 +479,7 @@ impl Session {
                     return Some(Back {
                         stream,
                         ready: true,
+                        hup: false,
                         connected: false,
                         cluster: cluster.to_string(),
                         backend,
@@ -565,7 +586,7 @@ impl Session {
         }
         // from the backend
         if !b.eof && self.out.len() < BUF {
-            match read_into(&mut b.stream, &mut b.ready, &mut b.inbuf, BUF, ctx.scratch) {
+            match read_into(&mut b.stream, (&mut b.ready, b.hup), &mut b.inbuf, BUF, ctx.scratch) {
                 Io::Read(_) => moved = true,
                 Io::Eof => {
                     b.eof = true;
@@ -648,7 +669,7 @@ impl Session {
             Err(()) => return Err(()),
         }
         if !b.eof && self.out.len() < BUF {
-            match read_into(&mut b.stream, &mut b.ready, &mut b.inbuf, BUF, ctx.scratch) {
+            match read_into(&mut b.stream, (&mut b.ready, b.hup), &mut b.inbuf, BUF, ctx.scratch) {
                 Io::Read(_) => moved = true,
                 Io::Eof | Io::Failed => b.eof = true,
                 Io::Blocked => {}

@@ -1,0 +1,229 @@
+//! The data plane under `wrk`: requests/s and p99 latency straight to an nginx backend,
+//! through our HTTP listener, through our TCP listener, and through HAProxy (one
+//! thread, an equivalent configuration), all in the same run with one worker; and the
+//! worker's memory with 10,000 idle keep-alive connections.
+//!
+//! Needs `wrk`, `nginx` and `haproxy` on the PATH (Debian packages `wrk`, `nginx-light`,
+//! `haproxy`); the section says so and is skipped when one is missing.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Row, Section};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn wait_port(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Processes killed on drop.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// (requests/s, p99 in ms) of one `wrk` run against `port`.
+fn wrk(wrk: &Path, port: u16, seconds: u32) -> (f64, f64) {
+    let out = Command::new(wrk)
+        .args(["-t1", "-c50", &format!("-d{seconds}s"), "--latency", "-H", "Host: bench"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "errors through port {port}: {text}");
+    let rps =
+        text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| {
+            let v = v.trim();
+            let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+            let n: f64 = num.parse().unwrap_or(f64::NAN);
+            match unit {
+                "us" => n / 1000.0,
+                "s" => n * 1000.0,
+                _ => n,
+            }
+        })
+        .unwrap_or(f64::NAN);
+    (rps, p99)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+        / 1024.0
+}
+
+pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
+    let (Some(wrk_bin), Some(nginx), Some(haproxy)) = (which("wrk"), which("nginx"), which("haproxy")) else {
+        eprintln!("wrk, nginx or haproxy missing: the data-plane benchmarks are skipped");
+        return None;
+    };
+    let dir = std::env::temp_dir().join(format!("sozu-bench-traffic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (backend, http, tcp, hap) = (free_port(), free_port(), free_port(), free_port());
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
+             events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 10000000;\n\
+             client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+             server {{ listen 127.0.0.1:{backend}; location / {{ return 200 \"hello from the backend\\n\"; }} }} }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("haproxy.cfg"),
+        format!(
+            "global\n  nbthread 1\n  maxconn 4000\ndefaults\n  mode http\n  timeout connect 3s\n  timeout client 30s\n\
+             timeout server 30s\n  option http-keep-alive\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:{hap}\n\
+             default_backend b\nbackend b\n  server s1 127.0.0.1:{backend}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sozu.toml"),
+        format!(
+            "command_socket = \"sozu.sock\"\nworker_count = 1\nlog_level = \"warn\"\nmax_connections = 20000\n\
+             [[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:{http}\"\n\
+             [[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{tcp}\"\n\
+             [clusters.bench]\nprotocol = \"http\"\nfrontends = [{{ address = \"127.0.0.1:{http}\", hostname = \"bench\" }}]\n\
+             backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n\
+             [clusters.benchtcp]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:{tcp}\" }}]\n\
+             backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let quiet = |c: &mut Command| {
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+    };
+    let mut procs = Procs(Vec::new());
+    let mut c = Command::new(nginx);
+    c.args(["-e", "stderr", "-c"]).arg(dir.join("nginx.conf"));
+    quiet(&mut c);
+    procs.0.push(c.spawn().expect("start nginx"));
+    let mut c = Command::new(haproxy);
+    c.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
+    quiet(&mut c);
+    procs.0.push(c.spawn().expect("start haproxy"));
+    let mut c = Command::new(sozu);
+    c.args(["start", "-c"]).arg(dir.join("sozu.toml"));
+    quiet(&mut c);
+    procs.0.push(c.spawn().expect("start sozu"));
+    for port in [backend, hap, http, tcp] {
+        wait_port(port);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // interleaved rounds; each figure is the best round (the least disturbed)
+    let seconds = if quick { 2 } else { 5 };
+    let rounds = if quick { 1 } else { 3 };
+    let mut best = [(0.0f64, f64::MAX); 4];
+    for _ in 0..rounds {
+        for (i, port) in [backend, http, tcp, hap].into_iter().enumerate() {
+            let (rps, p99) = wrk(&wrk_bin, port, seconds);
+            best[i].0 = best[i].0.max(rps);
+            best[i].1 = best[i].1.min(p99);
+        }
+    }
+    let [direct, ours_http, ours_tcp, haproxy_figures] = best;
+    let fmt = |(rps, p99): (f64, f64)| format!("{rps:.0} req/s, p99 {p99:.2} ms");
+    let mut rows = vec![
+        Row {
+            name: "HTTP keep-alive through our HTTP listener vs HAProxy (1 thread), wrk -t1 -c50, nginx backend".into(),
+            ours: fmt(ours_http),
+            baseline: fmt(haproxy_figures),
+            ratio: ours_http.0 / haproxy_figures.0,
+            target: "≥ 1.0, p99 no worse".into(),
+        },
+        Row {
+            name: "p99 latency through our HTTP listener / HAProxy's".into(),
+            ours: format!("{:.2} ms", ours_http.1),
+            baseline: format!("{:.2} ms", haproxy_figures.1),
+            ratio: ours_http.1 / haproxy_figures.1,
+            target: "≤ 1.0".into(),
+        },
+        Row {
+            name: "HTTP keep-alive through our HTTP listener vs straight to the backend".into(),
+            ours: fmt(ours_http),
+            baseline: fmt(direct),
+            ratio: ours_http.0 / direct.0,
+            target: "— (Sōzu 2.1: 0.37)".into(),
+        },
+        Row {
+            name: "the same through our TCP listener vs straight to the backend".into(),
+            ours: fmt(ours_tcp),
+            baseline: fmt(direct),
+            ratio: ours_tcp.0 / direct.0,
+            target: "≥ 0.8 (Sōzu 2.1: 0.56)".into(),
+        },
+    ];
+    // memory with 10,000 idle keep-alive connections (each served one request): this
+    // process needs the fds
+    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    let workers = std::fs::read_to_string(format!("/proc/{}/task/{}/children", procs.0[2].id(), procs.0[2].id()))
+        .unwrap_or_default();
+    if let Some(worker) = workers.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()) {
+        let before = rss_mib(worker);
+        let n = if quick { 2_000 } else { 10_000 };
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) else { break };
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
+            conns.push(s);
+        }
+        let mut buf = [0u8; 512];
+        let served = conns.iter_mut().map(|s| s.read(&mut buf).is_ok_and(|n| n > 0)).filter(|ok| *ok).count();
+        let after = rss_mib(worker);
+        rows.push(Row {
+            name: format!("worker RSS with {served} idle keep-alive connections (one request served on each)"),
+            ours: format!(
+                "{after:.1} MiB ({:.1} KiB per connection)",
+                (after - before) * 1024.0 / served.max(1) as f64
+            ),
+            baseline: format!("{before:.1} MiB (idle worker)"),
+            ratio: after / before,
+            target: "—".into(),
+        });
+    }
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(Section {
+        title: "Data plane (wrk, one worker, nginx backend, same machine)",
+        baseline: "HAProxy 2.6 with one thread and keep-alive/reuse to the same nginx; nginx directly; every figure the best of 3 interleaved 5 s rounds",
+        rows,
+    })
+}
