@@ -58,6 +58,14 @@ pub(crate) struct FileListener {
     pub back_timeout: Option<i64>,
     pub connect_timeout: Option<i64>,
     pub request_timeout: Option<i64>,
+    /// Files whose content is the body of our answer with that status.
+    pub answer_400: Option<String>,
+    pub answer_401: Option<String>,
+    pub answer_404: Option<String>,
+    pub answer_408: Option<String>,
+    pub answer_502: Option<String>,
+    pub answer_503: Option<String>,
+    pub answer_504: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

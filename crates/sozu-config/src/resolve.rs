@@ -249,9 +249,10 @@ impl Config {
             request: int("request_timeout", file.request_timeout, 10, "seconds, 0 or more")?,
         };
 
+        let base = path.parent().unwrap_or(Path::new("."));
         let mut listeners = Vec::new();
         for (i, l) in file.listeners.unwrap_or_default().iter().enumerate() {
-            let spec = listener(&format!("listeners[{i}]"), l, &defaults)?;
+            let spec = listener(&format!("listeners[{i}]"), l, &defaults, base)?;
             if listeners.iter().any(|o: &ListenerSpec| o.address == spec.address) {
                 return Err(err(format!("listeners[{i}].address"), format!("{} is used twice", spec.address)));
             }
@@ -259,7 +260,7 @@ impl Config {
         }
         let mut clusters = Vec::new();
         for (id, c) in file.clusters.unwrap_or_default() {
-            clusters.push(cluster(&id, &c, &listeners)?);
+            clusters.push(cluster(&id, &c, &listeners, base)?);
         }
 
         Ok(Config {
@@ -382,7 +383,15 @@ struct Timeouts {
     request: u32,
 }
 
-fn listener(key: &str, l: &FileListener, d: &Timeouts) -> Result<ListenerSpec, ConfigError> {
+/// The content of the answer file at `path` (relative to the configuration file's
+/// directory), for the key `key`.
+fn answer_file(key: &str, path: &str, base: &Path) -> Result<String, ConfigError> {
+    let full = base.join(path);
+    std::fs::read_to_string(&full)
+        .map_err(|e| err(key.to_string(), format!("cannot read the answer file {}: {e}", full.display())))
+}
+
+fn listener(key: &str, l: &FileListener, d: &Timeouts, base: &Path) -> Result<ListenerSpec, ConfigError> {
     let address = addr(&format!("{key}.address"), l.address.as_deref())?;
     let public_address = match &l.public_address {
         None => None,
@@ -407,6 +416,24 @@ fn listener(key: &str, l: &FileListener, d: &Timeouts) -> Result<ListenerSpec, C
                 connect_timeout,
                 request_timeout: t("request_timeout", l.request_timeout, d.request)?,
                 active: false,
+                answers: {
+                    let mut answers = std::collections::BTreeMap::new();
+                    for (status, path) in [
+                        (400, &l.answer_400),
+                        (401, &l.answer_401),
+                        (404, &l.answer_404),
+                        (408, &l.answer_408),
+                        (502, &l.answer_502),
+                        (503, &l.answer_503),
+                        (504, &l.answer_504),
+                    ] {
+                        if let Some(path) = path {
+                            let body = answer_file(&format!("{key}.answer_{status}"), path, base)?;
+                            answers.insert(status.to_string(), body);
+                        }
+                    }
+                    answers
+                },
                 ..Default::default()
             }),
         ),
@@ -435,7 +462,7 @@ fn listener(key: &str, l: &FileListener, d: &Timeouts) -> Result<ListenerSpec, C
     Ok(ListenerSpec { protocol, address, request: request.into() })
 }
 
-fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec]) -> Result<ClusterSpec, ConfigError> {
+fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -> Result<ClusterSpec, ConfigError> {
     let key = format!("clusters.{id}");
     if id.is_empty() || id.chars().any(|ch| ch.is_control()) {
         return Err(err(&key, "a cluster id must be non-empty and without control characters"));
@@ -465,7 +492,10 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec]) -> Result<Clus
         sticky_session: c.sticky_session.unwrap_or(false),
         https_redirect: c.https_redirect.unwrap_or(false),
         load_balancing: lb as i32,
-        answer_503: c.answer_503.clone(),
+        answer_503: match &c.answer_503 {
+            Some(path) => Some(answer_file(&format!("{key}.answer_503"), path, base)?),
+            None => None,
+        },
         ..Default::default()
     }))];
     for (i, f) in c.frontends.as_deref().unwrap_or_default().iter().enumerate() {

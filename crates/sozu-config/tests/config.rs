@@ -106,3 +106,30 @@ fn tcp_clusters_make_tcp_frontends() {
     let Some(R::AddBackend(b)) = &requests[3].request_type else { panic!() };
     assert_eq!(b.backend_id, "db-0");
 }
+
+#[test]
+fn answer_files_are_read_relative_to_the_config_and_a_missing_one_names_its_key() {
+    let dir = std::env::temp_dir().join(format!("sozu-config-answers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("404.html"), "<h1>not here</h1>").unwrap();
+    std::fs::write(dir.join("503.html"), "<h1>later</h1>").unwrap();
+    let text = "[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:8080\"\nanswer_404 = \"404.html\"\n\
+                [clusters.a]\nprotocol = \"http\"\nanswer_503 = \"503.html\"\n";
+    let config = Config::parse(text, &dir.join("config.toml")).unwrap();
+    assert!(config.unknown_keys().is_empty(), "{:?}", config.unknown_keys());
+    let requests = config.requests();
+    let listener = requests.iter().find_map(|r| match &r.request_type {
+        Some(R::AddHttpListener(l)) => Some(l.clone()),
+        _ => None,
+    });
+    assert_eq!(listener.unwrap().answers.get("404").map(String::as_str), Some("<h1>not here</h1>"));
+    let cluster = requests.iter().find_map(|r| match &r.request_type {
+        Some(R::AddCluster(c)) => Some(c.clone()),
+        _ => None,
+    });
+    assert_eq!(cluster.unwrap().answer_503.as_deref(), Some("<h1>later</h1>"));
+    let missing = text.replace("404.html", "nope.html");
+    let e = Config::parse(&missing, &dir.join("config.toml")).unwrap_err().to_string();
+    assert!(e.contains("listeners[0].answer_404") && e.contains("nope.html"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -56,6 +56,14 @@ impl ConfigState {
         list.into_iter().map(|(_, id, a)| (id, a)).collect()
     }
 
+    /// A cluster's backends: id, address, and whether it is a backup.
+    pub fn backend_addresses_with_backup(&self, cluster: &str) -> Vec<(String, std::net::SocketAddr, bool)> {
+        self.backends
+            .get(cluster)
+            .map(|l| l.iter().map(|(b, a)| (b.backend_id.clone(), a, b.backup.unwrap_or(false))).collect())
+            .unwrap_or_default()
+    }
+
     /// Every listener, keyed `ip:port`.
     pub fn listeners_list(&self) -> ListenersList {
         ListenersList {

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod balancer;
 mod counters;
 mod handle;
 mod http;
@@ -185,6 +186,15 @@ impl Worker {
         // (backpressure: a master sending faster than it reads never loses an answer)
         let mut outbox: VecDeque<WorkerResponse> = VecDeque::new();
         loop {
+            // backend health events go to the master like answers, with an id no task has
+            for event in self.proxy.take_events().into_iter().chain(self.http.take_events()) {
+                outbox.push_back(WorkerResponse {
+                    id: format!("EVENT-{}", self.id),
+                    status: sozu_proto::ResponseStatus::Ok as i32,
+                    message: String::new(),
+                    content: Some(sozu_proto::response_content::ContentType::Event(event).into()),
+                });
+            }
             loop {
                 while let Some(answer) = outbox.front() {
                     match channel.queue(answer) {

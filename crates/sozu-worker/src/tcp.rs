@@ -11,6 +11,7 @@ use mio::{Interest, Registry, Token};
 use sozu_scm_socket::Listeners;
 use sozu_state::ConfigState;
 
+use crate::balancer::Balancer;
 use crate::counters::{Counters, Sheet};
 
 /// Tokens at and above this are listeners; sessions use two tokens each above
@@ -48,6 +49,7 @@ struct Session {
     connected: bool,
     cluster: String,
     backend: String,
+    backend_addr: SocketAddr,
     /// Backends not tried yet, in order.
     candidates: Vec<(String, SocketAddr)>,
     up: Pipe,
@@ -60,7 +62,8 @@ pub(crate) struct TcpProxy {
     listeners: HashMap<Token, (SocketAddr, TcpListener)>,
     sessions: HashMap<usize, Session>,
     next_session: usize,
-    round_robin: HashMap<String, usize>,
+    /// Load balancing and backend health.
+    pub(crate) balancer: Balancer,
     pub accepting: bool,
     total: Counters,
     clusters: BTreeMap<String, Counters>,
@@ -76,6 +79,11 @@ impl std::fmt::Debug for TcpProxy {
 impl TcpProxy {
     pub(crate) fn new() -> Self {
         Self { accepting: true, ..Default::default() }
+    }
+
+    /// Backend health events for the master.
+    pub(crate) fn take_events(&mut self) -> Vec<sozu_proto::Event> {
+        std::mem::take(&mut self.balancer.events)
     }
 
     pub(crate) fn sessions(&self) -> usize {
@@ -150,14 +158,10 @@ impl TcpProxy {
                 Err(_) => return,
             };
             let Some(cluster) = state.tcp_cluster_for(*addr).map(str::to_string) else { continue };
-            let mut candidates = state.backend_addresses(&cluster);
+            let mut candidates = self.balancer.order(state, &cluster, std::time::Instant::now());
             if candidates.is_empty() {
                 continue; // no backend: the client sees a close
             }
-            let cursor = self.round_robin.entry(cluster.clone()).or_default();
-            let len = candidates.len();
-            candidates.rotate_left(*cursor % len);
-            *cursor = cursor.wrapping_add(1);
             let id = self.next_session;
             self.next_session += 1;
             self.total.connections += 1;
@@ -174,6 +178,7 @@ impl TcpProxy {
                 connected: false,
                 cluster,
                 backend: back.0,
+                backend_addr: back.2,
                 candidates,
                 up: Pipe::new(),
                 down: Pipe::new(),
@@ -196,22 +201,23 @@ impl TcpProxy {
         &mut self,
         cluster: &str,
         candidates: &mut Vec<(String, SocketAddr)>,
-    ) -> Option<(String, TcpStream)> {
+    ) -> Option<(String, TcpStream, SocketAddr)> {
         while let Some((backend, addr)) = candidates.pop() {
             match TcpStream::connect(addr) {
                 Ok(stream) => {
                     self.backends.entry((cluster.to_string(), backend.clone())).or_default().connections += 1;
-                    return Some((backend, stream));
+                    return Some((backend, stream, addr));
                 }
-                Err(_) => self.count_connect_error(cluster, &backend),
+                Err(_) => self.count_connect_error(cluster, &backend, addr),
             }
         }
         None
     }
 
-    fn count_connect_error(&mut self, cluster: &str, backend: &str) {
+    fn count_connect_error(&mut self, cluster: &str, backend: &str, addr: SocketAddr) {
         self.total.connect_errors += 1;
         self.backends.entry((cluster.to_string(), backend.to_string())).or_default().connect_errors += 1;
+        self.balancer.failed(cluster, backend, addr, std::time::Instant::now());
     }
 
     /// Moves bytes both ways until nothing more can move now.
@@ -219,7 +225,11 @@ impl TcpProxy {
         let Some(mut s) = self.sessions.remove(&id) else { return };
         if !s.connected {
             match s.back.take_error() {
-                Ok(None) if s.back.peer_addr().is_ok() => s.connected = true,
+                Ok(None) if s.back.peer_addr().is_ok() => {
+                    s.connected = true;
+                    self.balancer.connected(&s.cluster, &s.backend, s.backend_addr);
+                    self.balancer.opened(&s.cluster, &s.backend);
+                }
                 Ok(None) => {
                     // not connected yet (or refused without an error reported yet)
                     if let Err(e) = s.back.peer_addr()
@@ -257,17 +267,18 @@ impl TcpProxy {
         if done || (s.up.shut && s.down.shut) {
             let _ = registry.deregister(&mut s.front);
             let _ = registry.deregister(&mut s.back);
+            self.balancer.closed(&s.cluster, &s.backend);
             return; // dropped: both sockets closed
         }
         self.sessions.insert(id, s);
     }
 
     fn retry(&mut self, registry: &Registry, id: usize, mut s: Session) {
-        self.count_connect_error(&s.cluster.clone(), &s.backend.clone());
+        self.count_connect_error(&s.cluster.clone(), &s.backend.clone(), s.backend_addr);
         let _ = registry.deregister(&mut s.back);
         let cluster = s.cluster.clone();
         match self.connect_next(&cluster, &mut s.candidates) {
-            Some((backend, mut back)) => {
+            Some((backend, mut back, addr)) => {
                 let _ = registry.register(
                     &mut back,
                     Token(SESSION_BASE + id * 2 + 1),
@@ -277,6 +288,7 @@ impl TcpProxy {
                 s.back_ready = true;
                 s.back_hup = false;
                 s.backend = backend;
+                s.backend_addr = addr;
                 self.sessions.insert(id, s);
             }
             None => {

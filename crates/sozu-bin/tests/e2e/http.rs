@@ -413,3 +413,96 @@ fn a_soft_stop_closes_idle_keep_alive_connections_and_ends_busy_ones_with_connec
     };
     assert!(status.success(), "a clean soft stop: {status}");
 }
+
+#[test]
+fn a_failing_backend_goes_down_is_skipped_and_comes_back_up_with_events() {
+    let m = Master::start("httphealth", "");
+    let live = http_backend("live");
+    let dead_port = free_port(); // nothing listens there yet
+    let listener = format!("127.0.0.1:{}", m.http_port);
+    m.ok(&["cluster", "add", "-i", "h", "--load-balancing-policy", "random"]);
+    m.ok(&["backend", "add", "-i", "h", "--backend-id", "live", "-a", &format!("127.0.0.1:{live}")]);
+    m.ok(&["backend", "add", "-i", "h", "--backend-id", "dead", "-a", &format!("127.0.0.1:{dead_port}")]);
+    m.ok(&["frontend", "http", "add", "-a", &listener, "--hostname", "h.test", "id", "h"]);
+    let mut sub = m.raw();
+    sub.send(&R::SubscribeEvents(SubscribeEvents {}).into());
+    sub.recv().unwrap(); // EVENTS_SUBSCRIBED
+    sub.0.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let event = |r: &Response| match r.content.as_ref().and_then(|c| c.content_type.as_ref()) {
+        Some(ContentType::Event(e)) => Some(e.clone()),
+        _ => None,
+    };
+    // every request is served (the refused backend is retried on the live one) and the
+    // dead one is marked down by each worker that tried it three times
+    for _ in 0..30 {
+        let a = Client::connect(m.http_port).get("h.test", "/");
+        assert_eq!(a.status, 200);
+        assert!(a.text().starts_with("live "));
+    }
+    let down = event(&sub.recv().expect("an event")).expect("an event");
+    assert_eq!(down.kind, EventKind::BackendDown as i32);
+    assert_eq!(down.backend_id.as_deref(), Some("dead"));
+    // the backend comes back: a probe finds it and it is marked up
+    let revived = TcpListener::bind(("127.0.0.1", dead_port)).unwrap();
+    let revived_port = dead_port;
+    std::thread::spawn(move || {
+        for conn in revived.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || serve("revived", revived_port as usize, conn));
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut up = None;
+    while up.is_none() && Instant::now() < end {
+        let _ = Client::connect(m.http_port).get("h.test", "/");
+        sub.0.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        while let Some(e) = sub.try_recv().as_ref().and_then(event) {
+            if e.kind == EventKind::BackendUp as i32 {
+                up = Some(e);
+                break;
+            }
+        }
+    }
+    let up = up.expect("BACKEND_UP within 20 s");
+    assert_eq!(up.backend_id.as_deref(), Some("dead"));
+    // both backends serve again
+    let mut names = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        names.insert(Client::connect(m.http_port).get("h.test", "/").text()[..4].to_string());
+    }
+    assert!(names.contains("live") && names.contains("revi"), "{names:?}");
+}
+
+#[test]
+fn custom_answers_from_the_config_file_and_from_a_command_are_served_in_our_framing() {
+    // a cluster of the configuration file with `answer_503 = "<file>"` and no backend
+    let page = std::env::temp_dir().join(format!("sozu-e2e-503-{}.html", std::process::id()));
+    std::fs::write(&page, "<h1>maintenance</h1>").unwrap();
+    let extra = format!(
+        "[clusters.maint]\nprotocol = \"http\"\nanswer_503 = \"{}\"\nfrontends = [{{ address = \"127.0.0.1:HTTP_PORT\", hostname = \"maint.test\" }}]\n",
+        page.display()
+    );
+    let (m, _, _) = http_master("httpanswers", &extra);
+    let _ = std::fs::remove_file(&page);
+    // a cluster added by a command with an `answers` map
+    let mut raw = m.raw();
+    let cluster = Cluster {
+        cluster_id: "empty".into(),
+        answers: [("503".to_string(), "<h1>empty is down</h1>".to_string())].into(),
+        ..Default::default()
+    };
+    raw.send(&R::AddCluster(cluster).into());
+    assert_eq!(raw.terminal().status, ResponseStatus::Ok as i32);
+    let mut c = Client::connect(m.http_port);
+    let a = c.get("empty.test", "/");
+    assert_eq!((a.status, a.text().as_str()), (503, "<h1>empty is down</h1>"));
+    assert!(a.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    let a = c.get("maint.test", "/");
+    assert_eq!((a.status, a.text().as_str()), (503, "<h1>maintenance</h1>"));
+    // keep-alive still works after a custom answer (its length is ours)
+    assert_eq!(c.get("api.test", "/").status, 200);
+    // the default answer where nothing is set
+    let a = c.get("nobody.test", "/");
+    assert_eq!(a.status, 404);
+    assert!(a.text().contains("No frontend matches"), "{}", a.text());
+}

@@ -42,7 +42,7 @@ impl Master {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let (http_port, tcp_port) = (free_port(), free_port());
-        let extra = extra.replace("TCP_PORT", &tcp_port.to_string());
+        let extra = extra.replace("TCP_PORT", &tcp_port.to_string()).replace("HTTP_PORT", &http_port.to_string());
         let config = dir.join("config.toml");
         std::fs::write(
             &config,
@@ -93,8 +93,10 @@ backends = [{{ address = "127.0.0.1:9001", backend_id = "web-1" }}]
         self.child.as_ref().unwrap().id()
     }
 
+    /// Waits for the master to say it is ready (30 s: a loaded 2-core CI machine starting
+    /// dozens of masters at once can be slow).
     pub(crate) fn wait_ready(&self) {
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(30);
         while Instant::now() < end {
             if UnixStream::connect(self.socket()).is_ok() && self.log().contains("ready") {
                 return;
@@ -192,6 +194,16 @@ impl Raw {
         let mut body = vec![0; len - 8];
         self.0.read_exact(&mut body).unwrap();
         Some(Response::decode(body.as_slice()).unwrap())
+    }
+
+    /// The next response, or `None` when none came within the read timeout.
+    pub(crate) fn try_recv(&mut self) -> Option<Response> {
+        let mut prefix = [0u8; 8];
+        self.0.read_exact(&mut prefix).ok()?;
+        let len = u64::from_le_bytes(prefix) as usize;
+        let mut body = vec![0; len - 8];
+        self.0.read_exact(&mut body).ok()?;
+        Response::decode(body.as_slice()).ok()
     }
 
     /// Next terminal response.

@@ -22,6 +22,7 @@ use mio::{Interest, Registry, Token};
 use sozu_scm_socket::Listeners;
 use sozu_state::ConfigState;
 
+use crate::balancer::Balancer;
 use crate::counters::{Counters, Sheet};
 use session::Session;
 
@@ -66,6 +67,8 @@ pub(crate) struct Timeouts {
     pub front: Duration,
     /// A backend must answer within this.
     pub back: Duration,
+    /// A backend connect must succeed within this (then the next backend is tried).
+    pub connect: Duration,
 }
 
 /// The HTTP side of a worker.
@@ -74,8 +77,12 @@ pub(crate) struct HttpProxy {
     listeners: HashMap<Token, (SocketAddr, TcpListener)>,
     sessions: HashMap<usize, Session>,
     next_session: usize,
-    round_robin: HashMap<String, usize>,
+    /// Load balancing and backend health.
+    pub(crate) balancer: Balancer,
     regexes: HashMap<String, Option<regex::Regex>>,
+    /// Custom answer bodies by listener and by cluster, rebuilt with the listeners.
+    listener_answers: HashMap<SocketAddr, answers::Custom>,
+    cluster_answers: HashMap<String, answers::Custom>,
     /// False while soft-stopping.
     pub accepting: bool,
     total: Counters,
@@ -103,13 +110,45 @@ impl HttpProxy {
         self.sessions.len()
     }
 
+    /// Backend health events for the master.
+    pub(crate) fn take_events(&mut self) -> Vec<sozu_proto::Event> {
+        std::mem::take(&mut self.balancer.events)
+    }
+
     /// Counters for `QueryMetrics`.
     pub(crate) fn sheet(&self) -> Sheet<'_> {
         Sheet { total: &self.total, clusters: &self.clusters, backends: &self.backends, active: self.sessions.len() }
     }
 
-    /// Registers the active HTTP listeners, deregisters the others.
+    /// Registers the active HTTP listeners, deregisters the others, and takes the
+    /// custom answers of listeners and clusters from the state.
     pub(crate) fn sync_listeners(&mut self, registry: &Registry, state: &ConfigState, listeners: &Listeners) {
+        self.listener_answers = listeners
+            .http
+            .iter()
+            .filter_map(|(addr, _)| {
+                let l = state.http_listener(*addr)?;
+                let h = l.http_answers.as_ref();
+                let fields = [
+                    (301, h.and_then(|h| h.answer_301.as_ref())),
+                    (400, h.and_then(|h| h.answer_400.as_ref())),
+                    (401, h.and_then(|h| h.answer_401.as_ref())),
+                    (404, h.and_then(|h| h.answer_404.as_ref())),
+                    (408, h.and_then(|h| h.answer_408.as_ref())),
+                    (502, h.and_then(|h| h.answer_502.as_ref())),
+                    (503, h.and_then(|h| h.answer_503.as_ref())),
+                    (504, h.and_then(|h| h.answer_504.as_ref())),
+                ];
+                Some((*addr, answers::custom(&l.answers, fields)?))
+            })
+            .collect();
+        self.cluster_answers = state
+            .cluster_ids()
+            .filter_map(|id| {
+                let c = state.cluster(id)?;
+                Some((id.to_string(), answers::custom(&c.answers, [(503, c.answer_503.as_ref())])?))
+            })
+            .collect();
         for (index, (addr, fd)) in listeners.http.iter().enumerate() {
             let token = Token(LISTENER_BASE + index);
             let wanted = self.accepting && state.http_listener_active(*addr);
@@ -211,14 +250,17 @@ impl HttpProxy {
                     request: Duration::from_secs(10),
                     front: Duration::from_secs(60),
                     back: Duration::from_secs(30),
+                    connect: Duration::from_secs(3),
                 },
                 |l| Timeouts {
                     request: Duration::from_secs(u64::from(l.request_timeout.max(1))),
                     front: Duration::from_secs(u64::from(l.front_timeout.max(1))),
                     back: Duration::from_secs(u64::from(l.back_timeout.max(1))),
+                    connect: Duration::from_secs(u64::from(l.connect_timeout.max(1))),
                 },
             );
-            self.sessions.insert(id, Session::new(front, client, addr, timeouts, Instant::now()));
+            let custom = self.listener_answers.get(&addr).cloned();
+            self.sessions.insert(id, Session::new(front, client, addr, (timeouts, custom), Instant::now()));
         }
     }
 
@@ -251,7 +293,8 @@ impl HttpProxy {
                 session::Step::Idle => break,
                 session::Step::Closed => {
                     self.account(&mut s);
-                    s.close(registry);
+                    let last = s.close(registry);
+                    self.apply(last);
                     return;
                 }
                 session::Step::Route(head) => {
@@ -261,23 +304,21 @@ impl HttpProxy {
                     });
                     self.total.requests += 1;
                     let routed = match route {
-                        None => session::Routed::Answer(404),
-                        Some(sozu_state::Route::Deny) => session::Routed::Answer(401),
+                        None => session::Routed::Answer(404, None),
+                        Some(sozu_state::Route::Deny) => session::Routed::Answer(401, None),
                         Some(sozu_state::Route::Cluster(cluster)) => {
-                            let mut candidates = state.backend_addresses(cluster);
+                            let candidates = self.balancer.order(state, cluster, ctx.now);
+                            let answers = self.cluster_answers.get(cluster).cloned();
                             if candidates.is_empty() {
-                                session::Routed::Answer(503)
+                                session::Routed::Answer(503, answers)
                             } else {
-                                let cursor = self.round_robin.entry(cluster.to_string()).or_default();
-                                let len = candidates.len();
-                                candidates.rotate_left(*cursor % len);
-                                *cursor = cursor.wrapping_add(1);
                                 self.clusters.entry(cluster.to_string()).or_default().requests += 1;
                                 self.next_request += 1;
                                 session::Routed::Backends {
                                     cluster: cluster.to_string(),
                                     candidates,
                                     request_id: format!("{:x}-{:x}", self.worker, self.next_request),
+                                    answers,
                                 }
                             }
                         }
@@ -293,6 +334,21 @@ impl HttpProxy {
     /// Moves the session's fresh counts into the worker's counters.
     fn account(&mut self, s: &mut Session) {
         let c = s.take_counts();
+        self.apply(c);
+    }
+
+    fn apply(&mut self, c: session::Counts) {
+        let now = Instant::now();
+        for (cluster, backend, addr) in &c.connected {
+            self.balancer.connected(cluster, backend, *addr);
+            self.balancer.opened(cluster, backend);
+        }
+        for (cluster, backend, addr) in &c.connect_errors {
+            self.balancer.failed(cluster, backend, *addr, now);
+        }
+        for (cluster, backend) in &c.closed {
+            self.balancer.closed(cluster, backend);
+        }
         self.total.bytes_in += c.bytes_in;
         self.total.bytes_out += c.bytes_out;
         self.total.connect_errors += c.connect_errors.len() as i64;
@@ -303,7 +359,7 @@ impl HttpProxy {
                 self.total.errors_4xx += 1;
             }
         }
-        for (cluster, backend) in &c.connect_errors {
+        for (cluster, backend, _) in &c.connect_errors {
             self.backends.entry((cluster.clone(), backend.clone())).or_default().connect_errors += 1;
         }
         if let Some((cluster, backend)) = &c.backend {

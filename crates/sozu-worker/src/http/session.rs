@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::Timeouts;
-use super::answers::answer;
+use super::answers::{Custom, answer_with};
 use super::framing::BodyTracker;
 use super::head::{MAX_HEAD, Parsed, RequestHead, parse_request, parse_response};
 
@@ -30,10 +30,10 @@ pub(super) struct Context<'a> {
 
 /// Where the proxy sent a request.
 pub(super) enum Routed {
-    /// Answered by the worker with this status.
-    Answer(u16),
+    /// Answered by the worker with this status (and the cluster's custom answers).
+    Answer(u16, Option<Custom>),
     /// To these backends, in the order to try them.
-    Backends { cluster: String, candidates: Vec<(String, SocketAddr)>, request_id: String },
+    Backends { cluster: String, candidates: Vec<(String, SocketAddr)>, request_id: String, answers: Option<Custom> },
 }
 
 /// What one step did.
@@ -55,7 +55,10 @@ pub(super) struct Counts {
     /// Requests and connections sent to `backend`.
     pub requests: i64,
     pub connections: i64,
-    pub connect_errors: Vec<(String, String)>,
+    pub connect_errors: Vec<(String, String, SocketAddr)>,
+    /// Connects that succeeded, and connections to a backend that closed.
+    pub connected: Vec<(String, String, SocketAddr)>,
+    pub closed: Vec<(String, String)>,
     /// Answers of our own.
     pub answers: Vec<u16>,
     /// (cluster, backend) the counts above belong to.
@@ -64,6 +67,7 @@ pub(super) struct Counts {
 
 struct Back {
     stream: TcpStream,
+    addr: SocketAddr,
     /// The socket may have data to read; `hup`: its end of stream was announced.
     ready: bool,
     hup: bool,
@@ -109,6 +113,9 @@ pub(super) struct Session {
     pub client: SocketAddr,
     pub listener: SocketAddr,
     timeouts: Timeouts,
+    /// Custom answer bodies: the listener's, and the current request's cluster's.
+    listener_answers: Option<Custom>,
+    cluster_answers: Option<Custom>,
     inbuf: Vec<u8>,
     out: Vec<u8>,
     front_eof: bool,
@@ -125,6 +132,8 @@ pub(super) struct Session {
     lingering: bool,
     /// Close at the next step, whatever is pending.
     dead: bool,
+    /// The backend connect took longer than `connect_timeout`: try the next one.
+    connect_timed_out: bool,
     counts: Counts,
 }
 
@@ -186,8 +195,16 @@ fn write_from(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, ()> {
 }
 
 impl Session {
-    pub fn new(front: TcpStream, client: SocketAddr, listener: SocketAddr, timeouts: Timeouts, now: Instant) -> Self {
+    pub fn new(
+        front: TcpStream,
+        client: SocketAddr,
+        listener: SocketAddr,
+        (timeouts, listener_answers): (Timeouts, Option<Custom>),
+        now: Instant,
+    ) -> Self {
         Session {
+            listener_answers,
+            cluster_answers: None,
             front,
             front_ready: true,
             front_hup: false,
@@ -204,6 +221,7 @@ impl Session {
             hard_deadline: None,
             lingering: false,
             dead: false,
+            connect_timed_out: false,
             counts: Counts::default(),
         }
     }
@@ -226,10 +244,19 @@ impl Session {
         c
     }
 
-    pub fn close(mut self, registry: &Registry) {
+    pub fn close(mut self, registry: &Registry) -> Counts {
         let _ = registry.deregister(&mut self.front);
+        self.drop_back(registry);
+        self.take_counts()
+    }
+
+    /// Closes the backend connection, if any.
+    fn drop_back(&mut self, registry: &Registry) {
         if let Some(mut b) = self.back.take() {
             let _ = registry.deregister(&mut b.stream);
+            if b.connected {
+                self.counts.closed.push((b.cluster, b.backend));
+            }
         }
     }
 
@@ -242,6 +269,7 @@ impl Session {
             _ if self.closing => self.timeouts.front,
             Phase::Head if self.inbuf.is_empty() => self.timeouts.front,
             Phase::Head => self.timeouts.request,
+            Phase::Exchange(_) if self.back.as_ref().is_some_and(|b| !b.connected) => self.timeouts.connect,
             Phase::Exchange(_) => self.timeouts.back,
             Phase::Tunnel => self.timeouts.front,
         };
@@ -255,6 +283,10 @@ impl Session {
             self.dead = true;
             return None;
         }
+        if matches!(self.phase, Phase::Exchange(_)) && self.back.as_ref().is_some_and(|b| !b.connected) {
+            self.connect_timed_out = true;
+            return None;
+        }
         let status = match &self.phase {
             _ if self.hard_deadline.is_some() || self.closing => None,
             Phase::Head if !self.inbuf.is_empty() => Some(408),
@@ -262,7 +294,8 @@ impl Session {
             _ => None,
         };
         if let Some(s) = status {
-            self.out.extend_from_slice(&answer(s, true));
+            let body = self.custom_body(s);
+            self.out.extend_from_slice(&answer_with(s, true, body.as_deref()));
             self.counts.answers.push(s);
         } else {
             // nothing to say: drop what is pending so the close is immediate
@@ -275,8 +308,14 @@ impl Session {
         status
     }
 
+    /// The operator's body for `status`: the cluster's, else the listener's.
+    fn custom_body(&self, status: u16) -> Option<std::sync::Arc<str>> {
+        [&self.cluster_answers, &self.listener_answers].into_iter().flatten().find_map(|c| c.get(&status).cloned())
+    }
+
     fn own_answer(&mut self, status: u16, close: bool) {
-        self.out.extend_from_slice(&answer(status, close));
+        let body = self.custom_body(status);
+        self.out.extend_from_slice(&answer_with(status, close, body.as_deref()));
         self.counts.answers.push(status);
         if close {
             self.closing = true;
@@ -359,9 +398,7 @@ impl Session {
         }
         if self.closing && self.out.is_empty() {
             let _ = self.front.shutdown(Shutdown::Write);
-            if let Some(mut b) = self.back.take() {
-                let _ = ctx.registry.deregister(&mut b.stream);
-            }
+            self.drop_back(ctx.registry);
             self.lingering = true;
             self.hard_deadline = Some(ctx.now + Duration::from_secs(2));
             return Step::Progress;
@@ -398,14 +435,18 @@ impl Session {
     /// A routed request: answer it ourselves, or send its head to a backend.
     fn start(&mut self, ctx: &Context<'_>, head: RequestHead, routed: Routed) {
         let (cluster, mut candidates, request_id) = match routed {
-            Routed::Answer(status) => {
+            Routed::Answer(status, answers) => {
+                self.cluster_answers = answers;
                 self.inbuf.drain(..head.len.min(self.inbuf.len()));
                 // a body we will not read makes the connection unusable
                 let close = !head.keep_alive || head.framing != super::framing::Framing::None || !ctx.accepting;
                 self.own_answer(status, close);
                 return;
             }
-            Routed::Backends { cluster, candidates, request_id } => (cluster, candidates, request_id),
+            Routed::Backends { cluster, candidates, request_id, answers } => {
+                self.cluster_answers = answers;
+                (cluster, candidates, request_id)
+            }
         };
         self.inbuf.drain(..head.len.min(self.inbuf.len()));
         candidates.reverse(); // pop() gives the next one
@@ -414,10 +455,8 @@ impl Session {
         let reuse = self.back.as_ref().and_then(|b| {
             (b.reusable && b.cluster == cluster).then(|| candidates.iter().position(|(id, _)| *id == b.backend))?
         });
-        if reuse.is_none()
-            && let Some(mut old) = self.back.take()
-        {
-            let _ = ctx.registry.deregister(&mut old.stream);
+        if reuse.is_none() {
+            self.drop_back(ctx.registry);
         }
         let mut out = Vec::with_capacity(head.len + 256);
         head.write_to_backend(&mut out, self.client, self.listener, &request_id);
@@ -478,6 +517,7 @@ impl Session {
                     self.counts.connections += 1;
                     return Some(Back {
                         stream,
+                        addr,
                         ready: true,
                         hup: false,
                         connected: false,
@@ -491,7 +531,7 @@ impl Session {
                         reusable: false,
                     });
                 }
-                Err(_) => self.counts.connect_errors.push((cluster.to_string(), backend)),
+                Err(_) => self.counts.connect_errors.push((cluster.to_string(), backend, addr)),
             }
         }
         None
@@ -504,21 +544,23 @@ impl Session {
         if b.connected {
             return Ok(true);
         }
-        let failed = match b.stream.take_error() {
-            Ok(None) => match b.stream.peer_addr() {
+        let timed_out = std::mem::take(&mut self.connect_timed_out);
+        if !timed_out && let Ok(None) = b.stream.take_error() {
+            match b.stream.peer_addr() {
                 Ok(_) => {
                     b.connected = true;
+                    self.counts.connected.push((b.cluster.clone(), b.backend.clone(), b.addr));
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
-                Err(_) => true,
-            },
-            _ => true,
-        };
-        debug_assert!(failed);
+                Err(_) => {}
+            }
+        }
+        // refused, failed or timed out: the next backend
         let Some(mut old) = self.back.take() else { return Err(502) };
         let _ = ctx.registry.deregister(&mut old.stream);
-        self.counts.connect_errors.push((old.cluster.clone(), old.backend.clone()));
+        self.counts.connect_errors.push((old.cluster.clone(), old.backend.clone(), old.addr));
+        self.last_progress = ctx.now;
         if old.wrote {
             return Err(502);
         }
@@ -544,9 +586,7 @@ impl Session {
         if answered {
             return Err(());
         }
-        if let Some(mut old) = self.back.take() {
-            let _ = ctx.registry.deregister(&mut old.stream);
-        }
+        self.drop_back(ctx.registry);
         self.phase = Phase::Head;
         if !keep {
             self.inbuf.clear();
@@ -643,10 +683,8 @@ impl Session {
             return Ok(moved);
         }
         let (close, request_done) = (ex.close, ex.request.done());
-        if (!b.reusable || !request_done || !b.inbuf.is_empty())
-            && let Some(mut old) = self.back.take()
-        {
-            let _ = ctx.registry.deregister(&mut old.stream);
+        if !b.reusable || !request_done || !b.inbuf.is_empty() {
+            self.drop_back(ctx.registry);
         }
         self.phase = Phase::Head;
         if close || !request_done {
