@@ -95,6 +95,9 @@ fn main() {
     if quick {
         md.push_str(", `--quick`");
     }
+    if sozu21.is_some() {
+        md.push_str(", `--sozu21 <Sōzu 2.1.1 binary>` for the comparison rows");
+    }
     md.push_str(
         "). Each figure is a ratio to a baseline measured in the same run; absolute \
          numbers are for context only and vary by machine.\n\n",

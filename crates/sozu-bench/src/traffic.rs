@@ -97,7 +97,7 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
     std::fs::write(
         dir.join("nginx.conf"),
         format!(
-            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
+            "worker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
              events {{ worker_connections 4096; }}\nhttp {{ access_log off; keepalive_requests 10000000;\n\
              client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
              server {{ listen 127.0.0.1:{backend}; location / {{ return 200 \"hello from the backend\\n\"; }} }} }}\n"

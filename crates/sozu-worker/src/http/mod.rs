@@ -54,6 +54,24 @@ pub(crate) fn fuzz_one(data: &[u8]) {
     }
 }
 
+/// The custom answers of the HTTP listener at `addr` (looked up when a connection is
+/// accepted: a few entries, no walk of the state).
+fn listener_answers(state: &ConfigState, addr: SocketAddr) -> Option<answers::Custom> {
+    let l = state.http_listener(addr)?;
+    let h = l.http_answers.as_ref();
+    let fields = [
+        (301, h.and_then(|h| h.answer_301.as_ref())),
+        (400, h.and_then(|h| h.answer_400.as_ref())),
+        (401, h.and_then(|h| h.answer_401.as_ref())),
+        (404, h.and_then(|h| h.answer_404.as_ref())),
+        (408, h.and_then(|h| h.answer_408.as_ref())),
+        (502, h.and_then(|h| h.answer_502.as_ref())),
+        (503, h.and_then(|h| h.answer_503.as_ref())),
+        (504, h.and_then(|h| h.answer_504.as_ref())),
+    ];
+    answers::custom(&l.answers, fields)
+}
+
 /// Listener tokens; sessions use two tokens each from `SESSION_BASE`.
 pub(crate) const LISTENER_BASE: usize = 2_000;
 pub(crate) const SESSION_BASE: usize = 1 << 40;
@@ -80,9 +98,6 @@ pub(crate) struct HttpProxy {
     /// Load balancing and backend health.
     pub(crate) balancer: Balancer,
     regexes: HashMap<String, Option<regex::Regex>>,
-    /// Custom answer bodies by listener and by cluster, rebuilt with the listeners.
-    listener_answers: HashMap<SocketAddr, answers::Custom>,
-    cluster_answers: HashMap<String, answers::Custom>,
     /// False while soft-stopping.
     pub accepting: bool,
     total: Counters,
@@ -120,35 +135,9 @@ impl HttpProxy {
         Sheet { total: &self.total, clusters: &self.clusters, backends: &self.backends, active: self.sessions.len() }
     }
 
-    /// Registers the active HTTP listeners, deregisters the others, and takes the
-    /// custom answers of listeners and clusters from the state.
+    /// Registers the active HTTP listeners, deregisters the others. Called after every
+    /// request from the master: it must not walk the clusters.
     pub(crate) fn sync_listeners(&mut self, registry: &Registry, state: &ConfigState, listeners: &Listeners) {
-        self.listener_answers = listeners
-            .http
-            .iter()
-            .filter_map(|(addr, _)| {
-                let l = state.http_listener(*addr)?;
-                let h = l.http_answers.as_ref();
-                let fields = [
-                    (301, h.and_then(|h| h.answer_301.as_ref())),
-                    (400, h.and_then(|h| h.answer_400.as_ref())),
-                    (401, h.and_then(|h| h.answer_401.as_ref())),
-                    (404, h.and_then(|h| h.answer_404.as_ref())),
-                    (408, h.and_then(|h| h.answer_408.as_ref())),
-                    (502, h.and_then(|h| h.answer_502.as_ref())),
-                    (503, h.and_then(|h| h.answer_503.as_ref())),
-                    (504, h.and_then(|h| h.answer_504.as_ref())),
-                ];
-                Some((*addr, answers::custom(&l.answers, fields)?))
-            })
-            .collect();
-        self.cluster_answers = state
-            .cluster_ids()
-            .filter_map(|id| {
-                let c = state.cluster(id)?;
-                Some((id.to_string(), answers::custom(&c.answers, [(503, c.answer_503.as_ref())])?))
-            })
-            .collect();
         for (index, (addr, fd)) in listeners.http.iter().enumerate() {
             let token = Token(LISTENER_BASE + index);
             let wanted = self.accepting && state.http_listener_active(*addr);
@@ -259,7 +248,7 @@ impl HttpProxy {
                     connect: Duration::from_secs(u64::from(l.connect_timeout.max(1))),
                 },
             );
-            let custom = self.listener_answers.get(&addr).cloned();
+            let custom = listener_answers(state, addr);
             self.sessions.insert(id, Session::new(front, client, addr, (timeouts, custom), Instant::now()));
         }
     }
@@ -308,7 +297,9 @@ impl HttpProxy {
                         Some(sozu_state::Route::Deny) => session::Routed::Answer(401, None),
                         Some(sozu_state::Route::Cluster(cluster)) => {
                             let candidates = self.balancer.order(state, cluster, ctx.now);
-                            let answers = self.cluster_answers.get(cluster).cloned();
+                            let answers = state
+                                .cluster(cluster)
+                                .and_then(|c| answers::custom(&c.answers, [(503, c.answer_503.as_ref())]));
                             if candidates.is_empty() {
                                 session::Routed::Answer(503, answers)
                             } else {
