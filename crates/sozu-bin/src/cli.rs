@@ -33,6 +33,18 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Internal: check main-upgrade data (run by the master on the new binary).
+    #[command(hide = true, name = "upgrade-check")]
+    UpgradeCheck {
+        #[arg(long = "data-fd")]
+        data_fd: i32,
+    },
+    /// Internal: the master, re-executed by a main upgrade.
+    #[command(hide = true)]
+    Upgraded {
+        #[arg(long = "data-fd")]
+        data_fd: i32,
+    },
     /// Internal: run a worker (started by the master).
     #[command(hide = true)]
     Worker {
@@ -55,11 +67,15 @@ pub enum Command {
         #[arg(long)]
         hard: bool,
     },
-    /// Upgrade the master or one worker in place (not supported yet).
+    /// Upgrade the master in place (re-executed with the new binary, same pid, workers
+    /// kept), or one worker with --worker.
     Upgrade {
         /// Upgrade only this worker.
         #[arg(long)]
         worker: Option<u32>,
+        /// Upgrade only the master, not then every worker one by one.
+        #[arg(long, conflicts_with = "worker")]
+        main_only: bool,
     },
     /// Status of the workers.
     Status,

@@ -51,6 +51,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             let clean = master::start(&config_path(cli), *strict)?;
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
+        Command::UpgradeCheck { data_fd } => {
+            master::upgrade_check(*data_fd)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Upgraded { data_fd } => {
+            let clean = master::upgraded(*data_fd)?;
+            Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
         Command::Worker { id, fd, scm, configuration_state_fd, command_buffer_size, max_command_buffer_size } => {
             let (log, level) = logging::build("info", "stdout", false, &format!("WRK-{id:02}"))?;
             let set_level: sozu_worker::SetLevel = Box::new(move |filter| level.set(filter).map(drop));

@@ -17,6 +17,8 @@ pub(crate) struct FileConfig {
     pub worker_health_check_interval: Option<i64>,
     pub worker_health_check_failures: Option<i64>,
     pub soft_stop_timeout: Option<i64>,
+    pub upgrade_timeout: Option<i64>,
+    pub upgrade_binary: Option<String>,
     pub dashboard_socket: Option<String>,
     pub dashboard_max_frame_bytes: Option<i64>,
     pub dashboard_subscriber_queue: Option<i64>,

@@ -102,6 +102,10 @@ pub struct Config {
     pub worker_health_check_failures: u32,
     /// Drain deadline of a soft stop; remaining workers are then hard-stopped.
     pub soft_stop_timeout: Duration,
+    /// How long a main upgrade waits for the new binary to confirm (default 10 s).
+    pub upgrade_timeout: Duration,
+    /// The binary a main upgrade runs; default: the path the master was started from.
+    pub upgrade_binary: Option<PathBuf>,
     /// The JSON-lines socket for dashboards and scripts (mode 0600), if any.
     pub dashboard_socket: Option<PathBuf>,
     /// Longest line accepted on the dashboard socket.
@@ -288,6 +292,10 @@ impl Config {
             )?
             .max(1),
             soft_stop_timeout: Duration::from_secs(int("soft_stop_timeout", file.soft_stop_timeout, 30, "seconds")?),
+            upgrade_timeout: Duration::from_secs(
+                int("upgrade_timeout", file.upgrade_timeout, 10u64, "seconds, 1 or more")?.max(1),
+            ),
+            upgrade_binary: file.upgrade_binary.as_deref().map(at),
             dashboard_socket: file.dashboard_socket.as_deref().map(at),
             dashboard_max_frame_bytes: positive("dashboard_max_frame_bytes", file.dashboard_max_frame_bytes, 1 << 20)?
                 as usize,

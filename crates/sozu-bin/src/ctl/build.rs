@@ -101,8 +101,8 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
         Command::Status => R::Status(Status {}),
         Command::Shutdown { hard: false } => R::SoftStop(SoftStop {}),
         Command::Shutdown { hard: true } => R::HardStop(HardStop {}),
-        Command::Upgrade { worker: Some(id) } => R::UpgradeWorker(*id),
-        Command::Upgrade { worker: None } => R::UpgradeMain(UpgradeMain {}),
+        Command::Upgrade { worker: Some(id), .. } => R::UpgradeWorker(*id),
+        Command::Upgrade { worker: None, .. } => R::UpgradeMain(UpgradeMain {}),
         Command::Logging { filter } => R::Logging(filter.clone()),
         Command::Reload { file } => {
             R::ReloadConfiguration(file.as_ref().map(|f| f.display().to_string()).unwrap_or_default())

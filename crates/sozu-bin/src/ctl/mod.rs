@@ -85,5 +85,26 @@ pub fn run(cli: &Cli, config_path: &Path) -> anyhow::Result<()> {
     let request = build_request(&cli.command)?;
     let response = client.call(&request)?;
     render::print(&response, cli.json);
+    if let Command::Upgrade { worker: None, main_only: false } = cli.command {
+        upgrade_workers(&mut client, cli.json)?;
+    }
+    Ok(())
+}
+
+/// After the master: every running worker, one by one (as Sōzu's CLI does).
+fn upgrade_workers(client: &mut Client, json: bool) -> anyhow::Result<()> {
+    use sozu_proto::request::RequestType as R;
+    use sozu_proto::response_content::ContentType;
+    let listed = client.call(&R::ListWorkers(Default::default()).into())?;
+    let ids: Vec<u32> = match listed.content.and_then(|c| c.content_type) {
+        Some(ContentType::Workers(w)) => {
+            w.vec.iter().filter(|w| w.run_state == sozu_proto::RunState::Running as i32).map(|w| w.id).collect()
+        }
+        _ => Vec::new(),
+    };
+    for id in ids {
+        let response = client.call(&R::UpgradeWorker(id).into())?;
+        render::print(&response, json);
+    }
     Ok(())
 }

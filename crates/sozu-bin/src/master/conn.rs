@@ -169,6 +169,19 @@ impl Conn {
         }
     }
 
+    /// Writes what is queued, waiting at most `limit` for a slow reader (used only
+    /// right before the master re-executes itself).
+    pub fn flush_blocking(&mut self, limit: std::time::Duration) -> Result<(), ChannelError> {
+        let end = std::time::Instant::now() + limit;
+        while self.wants_write() && std::time::Instant::now() < end {
+            self.flush()?;
+            if self.wants_write() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    }
+
     /// Sends a master answer: as a protobuf frame, or as a JSON line answering the
     /// current dashboard request (PROCESSING answers are not sent to dashboards).
     pub fn send(&mut self, response: &Response) -> Result<(), ChannelError> {

@@ -107,6 +107,12 @@ impl Master {
                 );
                 self.begin_stop(Some(token), hard);
             }
+            R::UpgradeMain(_) => {
+                if let Some(d) = describe(&request) {
+                    let _ = self.write_attempt(Some(token), Ulid::new(), &d, Ok(()), &request_sha(&request));
+                }
+                self.upgrade_main(token);
+            }
             R::UpgradeWorker(id) => {
                 let id = *id;
                 if let Some(d) = describe(&request) {

@@ -5,10 +5,12 @@ mod conn;
 mod dashboard;
 mod dispatch;
 mod loading;
+mod process;
 mod records;
 mod reload;
 mod server;
 mod tasks;
+mod upgrade;
 mod workers;
 
 use std::net::TcpListener;
@@ -42,7 +44,10 @@ impl Drop for BootGuard {
 /// `sozu start`: boots the master and runs it until it stops. Returns whether the stop
 /// was clean.
 pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
-    let config = Config::load(config_path).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let config_text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("invalid configuration: cannot read {}", config_path.display()))?;
+    let absolute = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let config = Config::parse(&config_text, &absolute).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     if !config.unknown_keys().is_empty() {
         let keys = config.unknown_keys().join(", ");
         if strict {
@@ -88,6 +93,7 @@ pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
     }
 
     let mut master = Master::new(config, log, level, state, (command_socket, dashboard_socket), listeners, exe)?;
+    master.config_text = config_text;
     guard.socket = None;
     guard.dashboard = None;
     guard.pid_file = None;
@@ -158,4 +164,73 @@ fn bind_listeners(config: &Config) -> anyhow::Result<Listeners> {
         kind.push((l.address, OwnedFd::from(socket)));
     }
     Ok(listeners)
+}
+
+/// Reads the upgrade data from the inherited fd `fd`.
+fn read_upgrade_data(fd: i32) -> anyhow::Result<sozu_upgrade::UpgradeData> {
+    use std::io::Read;
+    let mut file = std::fs::File::from(sozu_scm_socket::adopt_inherited_fd(fd).context("the upgrade data fd")?);
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).context("reading the upgrade data")?;
+    Ok(sozu_upgrade::decode(&bytes)?)
+}
+
+/// The configuration and state carried by upgrade data, checked as at boot.
+fn upgrade_contents(data: &sozu_upgrade::UpgradeData) -> anyhow::Result<(Config, ConfigState)> {
+    let config = Config::parse(&data.config_text, Path::new(&data.config_path))
+        .map_err(|e| anyhow::anyhow!("the configuration in the upgrade data: {e}"))?;
+    let loaded = sozu_state::load(&ConfigState::new(), data.state.as_bytes(), usize::MAX)
+        .map_err(|e| anyhow::anyhow!("the state in the upgrade data: {e}"))?;
+    Ok((config, loaded.state))
+}
+
+/// `sozu upgrade-check --data-fd N`: run by a master on the binary it is about to
+/// become; says [`upgrade::CHECK_OK`] when it can take the data over.
+pub fn upgrade_check(fd: i32) -> anyhow::Result<()> {
+    let data = read_upgrade_data(fd)?;
+    let (_, state) = upgrade_contents(&data)?;
+    for w in &data.workers {
+        anyhow::ensure!(w.pid > 0, "worker {} has no pid", w.id);
+    }
+    println!(
+        "{} {} (from {}, {} clusters, {} workers)",
+        upgrade::CHECK_OK,
+        env!("CARGO_PKG_VERSION"),
+        data.from_version,
+        state.cluster_count(),
+        data.workers.len()
+    );
+    Ok(())
+}
+
+/// `sozu upgraded --data-fd N`: the master after a main upgrade (same pid): adopts the
+/// sockets, listeners and workers, answers the client that asked, and serves.
+pub fn upgraded(fd: i32) -> anyhow::Result<bool> {
+    let data = read_upgrade_data(fd)?;
+    let (config, state) = upgrade_contents(&data)?;
+    let json = config.log_format == sozu_config::LogFormat::Json;
+    let (log, level) = crate::logging::build(&config.log_level, &config.log_target, json, "MAIN")
+        .with_context(|| format!("cannot open log_target {}", config.log_target))?;
+    let adopt = |fd: i32| sozu_scm_socket::adopt_inherited_fd(fd).with_context(|| format!("inherited fd {fd}"));
+    let command_socket = std::os::unix::net::UnixListener::from(adopt(data.command_socket_fd)?);
+    command_socket.set_nonblocking(true)?;
+    let dashboard = match data.dashboard_fd {
+        Some(fd) => {
+            let socket = std::os::unix::net::UnixListener::from(adopt(fd)?);
+            socket.set_nonblocking(true)?;
+            Some(socket)
+        }
+        None => None,
+    };
+    let mut listeners = Listeners::default();
+    for l in &data.listeners {
+        let address: std::net::SocketAddr = l.address.parse().with_context(|| format!("listener {}", l.address))?;
+        let list = if l.protocol == "http" { &mut listeners.http } else { &mut listeners.tcp };
+        list.push((address, adopt(l.fd)?));
+    }
+    let exe = open_own_executable()?;
+    let mut master = Master::new(config, log, level, state, (command_socket, dashboard), listeners, exe)?;
+    master.config_text = data.config_text.clone();
+    master.adopt(&data)?;
+    Ok(master.run())
 }

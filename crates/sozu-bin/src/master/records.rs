@@ -140,6 +140,7 @@ pub(super) fn describe(request: &Request) -> Option<Described> {
         R::SaveState(p) => d("state_saved", format!("file:{p}"), None, None, Some(E::StateSaved)),
         R::LoadState(p) => d("state_loaded", format!("file:{p}"), None, None, Some(E::StateLoaded)),
         R::UpgradeWorker(id) => d("worker_upgraded", format!("worker:{id}"), None, None, None),
+        R::UpgradeMain(_) => d("main_upgrade_requested", "main".into(), None, None, None),
         R::SoftStop(_) => d("sozu_stop_requested", "stop:soft".into(), None, None, Some(E::SozuStopRequested)),
         R::HardStop(_) => d("sozu_stop_requested", "stop:hard".into(), None, None, Some(E::SozuStopRequested)),
         _ => return None,

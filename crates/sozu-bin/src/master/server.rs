@@ -119,6 +119,12 @@ pub struct Master {
     pub(super) boot_generation: u32,
     /// The `LoadState` in progress, if any.
     pub(super) loading: Option<super::loading::Loading>,
+    /// The main upgrade in progress, if any.
+    pub(super) upgrade: Option<super::upgrade::Upgrade>,
+    /// The configuration text as loaded (handed to the next image on upgrade).
+    pub(super) config_text: String,
+    /// The path this binary was started from (the default upgrade binary).
+    pub(super) exe_path: std::path::PathBuf,
 }
 
 impl Master {
@@ -185,6 +191,9 @@ impl Master {
             watchdog: crate::sd_notify::watchdog_interval().map(|i| (i / 2, Instant::now())),
             boot_generation: 0,
             loading: None,
+            upgrade: None,
+            config_text: String::new(),
+            exe_path: std::env::current_exe().unwrap_or_default(),
         })
     }
 
@@ -231,6 +240,7 @@ impl Master {
             }
             self.poll_pending_users();
             self.continue_loading();
+            self.poll_upgrade(Instant::now());
             self.expire_tasks(Instant::now());
             self.relaunch_due_workers(Instant::now());
             self.health_checks(Instant::now());
@@ -260,6 +270,9 @@ impl Master {
         if self.load_wants_turn() {
             return Some(Duration::ZERO);
         }
+        if let Some(t) = self.upgrade_timeout() {
+            next = Some(next.map_or(now + t, |n| n.min(now + t)));
+        }
         next.map(|t| t.saturating_duration_since(now))
     }
 
@@ -286,7 +299,7 @@ impl Master {
         }
     }
 
-    fn register_client(&mut self, mut stream: UnixStream, dashboard: bool) {
+    pub(super) fn register_client(&mut self, mut stream: UnixStream, dashboard: bool) -> Option<Token> {
         let socket = match (&self.config.dashboard_socket, dashboard) {
             (Some(path), true) => path.clone(),
             _ => self.config.command_socket.clone(),
@@ -295,7 +308,7 @@ impl Master {
         let token = self.token();
         if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
             warn!(self.log, "cannot register client: {e}; connection dropped");
-            return;
+            return None;
         }
         let client_id = self.next_client_id;
         self.next_client_id += 1;
@@ -326,6 +339,7 @@ impl Master {
         // a CLI writes its request right after connecting: serve it without waiting
         // for the next poll
         self.client_readable(token);
+        Some(token)
     }
 
     fn poll_pending_users(&mut self) {

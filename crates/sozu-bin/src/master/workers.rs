@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io::{Seek, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
@@ -21,6 +21,7 @@ use sozu_proto::{
 use sozu_scm_socket::ScmSocket;
 
 use super::batch::Cursor;
+use super::process::Process;
 use super::server::Master;
 use super::tasks::TaskKind;
 
@@ -32,9 +33,8 @@ pub(crate) struct WorkerSession {
     /// Requests not yet in the channel's buffer (backpressure): one entry per task.
     pub outbox: VecDeque<Cursor>,
     pub run_state: RunState,
-    pub child: Child,
+    pub child: Process,
     /// The master's end of the SCM socket (listeners go back and forth on it).
-    #[expect(dead_code, reason = "read back by the worker upgrade (issue 8)")]
     pub scm: ScmSocket,
 }
 
@@ -141,7 +141,15 @@ impl Master {
         self.worker_tokens.insert(token, id);
         self.workers.insert(
             id,
-            WorkerSession { pid, token, channel, outbox: VecDeque::new(), run_state: RunState::Running, child, scm },
+            WorkerSession {
+                pid,
+                token,
+                channel,
+                outbox: VecDeque::new(),
+                run_state: RunState::Running,
+                child: Process::from_child(child),
+                scm,
+            },
         );
         info!(
             self.log,
@@ -244,7 +252,7 @@ impl Master {
         let _ = self.poll.registry().deregister(w.channel.stream_mut());
         let expected = w.run_state != RunState::Running || self.upgrading.contains(&id);
         let _ = w.child.kill();
-        let status = w.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        let status = w.child.wait().unwrap_or_else(|e| e.to_string());
         if expected {
             info!(self.log, "worker {id} (pid {}) exited: {status}", w.pid);
         } else {

@@ -384,7 +384,7 @@ fn a_slow_client_is_answered_408_at_the_request_timeout() {
 }
 
 #[test]
-fn a_soft_stop_closes_idle_keep_alive_connections_and_ends_busy_ones_with_connection_close() {
+fn a_soft_stop_ends_every_keep_alive_connection_with_connection_close_on_its_next_response() {
     let (mut m, _, _) = http_master("httpstop", "");
     let mut idle = Client::connect(m.http_port);
     assert_eq!(idle.get("api.test", "/").status, 200);
@@ -395,12 +395,18 @@ fn a_soft_stop_closes_idle_keep_alive_connections_and_ends_busy_ones_with_connec
     let mut raw = m.raw();
     raw.send(&R::SoftStop(SoftStop {}).into());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(idle.closed(), "an idle keep-alive connection is closed");
+    // the in-flight request completes, with `Connection: close`
     busy.send(b"cd");
     let a = busy.answer().expect("the in-flight request completes");
     assert!(a.text().contains("POST /slow len=4"), "{}", a.text());
     assert_eq!(a.header("connection"), Some("close"));
     assert!(busy.closed());
+    // the idle keep-alive connection was not cut: its next request is served, with
+    // `Connection: close` (cutting it would race with that request)
+    let a = idle.get("api.test", "/after-stop");
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("connection"), Some("close"));
+    assert!(idle.closed());
     // every connection ended: the workers and the master exit cleanly
     let mut child = m.child.take().unwrap();
     let end = Instant::now() + Duration::from_secs(10);
@@ -505,4 +511,70 @@ fn custom_answers_from_the_config_file_and_from_a_command_are_served_in_our_fram
     let a = c.get("nobody.test", "/");
     assert_eq!(a.status, 404);
     assert!(a.text().contains("No frontend matches"), "{}", a.text());
+}
+
+/// Requests in a loop over keep-alive connections (reconnecting when the proxy ends
+/// one with `Connection: close`, or a new connection every 10 requests) until told to
+/// stop: (successful requests, failures).
+fn http_load(port: u16) -> (Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<(usize, Vec<String>)>) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, Vec::new());
+        let mut client: Option<Client> = None;
+        let mut on_this = 0;
+        while !flag.load(Ordering::Relaxed) {
+            let c = client.get_or_insert_with(|| Client::connect(port));
+            c.send(b"GET /load HTTP/1.1\r\nHost: api.test\r\n\r\n");
+            match c.answer() {
+                Some(a) if a.status == 200 && a.text().contains("GET /load") => {
+                    ok += 1;
+                    on_this += 1;
+                    if a.header("connection") == Some("close") || on_this >= 10 {
+                        client = None;
+                        on_this = 0;
+                    }
+                }
+                Some(a) => {
+                    failed.push(format!("{} {}", a.status, a.text()));
+                    client = None;
+                }
+                None => {
+                    failed.push("connection closed without an answer".into());
+                    client = None;
+                }
+            }
+        }
+        (ok, failed)
+    });
+    (stop, handle)
+}
+
+#[test]
+fn twenty_main_and_twenty_worker_upgrades_under_http_load_lose_no_request() {
+    let (m, _, _) = http_master("httpupgrades", "");
+    let (stop, handle) = http_load(m.http_port);
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..20 {
+        let out = m.ok(&["-t", "20000", "upgrade", "--main-only"]);
+        assert!(out.contains("Upgrade successful"), "{out}");
+        let ids: Vec<u32> = {
+            let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "status"])).unwrap();
+            v["WORKERS"]["vec"].as_array().unwrap().iter().map(|w| w["id"].as_u64().unwrap() as u32).collect()
+        };
+        let out = m.ok(&["-t", "20000", "upgrade", "--worker", &ids[i % ids.len()].to_string()]);
+        assert!(out.contains("replaced worker"), "{out}");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = handle.join().unwrap();
+    assert!(ok > 20, "{ok} requests, failures: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(Client::connect(m.http_port).get("api.test", "/").status, 200);
 }

@@ -11,3 +11,4 @@ mod http;
 mod supervision;
 mod support;
 mod traffic;
+mod upgrade;

@@ -272,11 +272,16 @@ pub(crate) fn tcp_call(port: u16, body: &[u8]) -> std::io::Result<String> {
 }
 
 pub(crate) fn tcp_master(name: &str) -> Master {
+    tcp_master_with(name, "")
+}
+
+/// [`tcp_master`] with more top-level configuration keys.
+pub(crate) fn tcp_master_with(name: &str, extra: &str) -> Master {
     let (b1, b2) = (tcp_backend("b1"), tcp_backend("b2"));
     Master::start(
         name,
         &format!(
-            "worker_restart_delay_ms = 100\n[clusters.db]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:TCP_PORT\" }}]\nbackends = [{{ address = \"127.0.0.1:{b1}\", backend_id = \"b1\" }}, {{ address = \"127.0.0.1:{b2}\", backend_id = \"b2\" }}]\n"
+            "{extra}worker_restart_delay_ms = 100\n[clusters.db]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:TCP_PORT\" }}]\nbackends = [{{ address = \"127.0.0.1:{b1}\", backend_id = \"b1\" }}, {{ address = \"127.0.0.1:{b2}\", backend_id = \"b2\" }}]\n"
         ),
     )
 }

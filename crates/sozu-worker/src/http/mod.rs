@@ -4,8 +4,8 @@
 //! across the client's keep-alive requests), and stream both bodies through bounded
 //! buffers, finding where each ends (Content-Length or chunked) without holding it.
 //! Our own answers: 400, 401, 404, 408, 502, 503, 504. Upgrades (WebSocket) become a
-//! tunnel after `101`. A soft stop closes idle connections and sends
-//! `Connection: close` on the next response of the others.
+//! tunnel after `101`. A soft stop stops accepting and sends `Connection: close` on
+//! the next response of every connection; idle ones end at `front_timeout`.
 
 mod answers;
 mod framing;
@@ -163,8 +163,9 @@ impl HttpProxy {
         }
     }
 
-    /// Starts a soft stop: no more accepting, idle connections closed, the others get
-    /// `Connection: close` on their next response.
+    /// Starts a soft stop: no more accepting; every connection gets `Connection: close`
+    /// on its next response (an idle one is not cut: that races with the client's next
+    /// request), idle ones end at `front_timeout`.
     pub(crate) fn soft_stop(&mut self, registry: &Registry, state: &ConfigState) {
         self.accepting = false;
         for (_, (_, mut l)) in self.listeners.drain() {

@@ -372,7 +372,7 @@ impl Session {
             }
         }
         let moved = match self.phase {
-            Phase::Head => match self.head(ctx) {
+            Phase::Head => match self.head() {
                 Ok(Some(head)) => return Step::Route(head),
                 Ok(None) => false,
                 Err(()) => return Step::Closed,
@@ -412,13 +412,15 @@ impl Session {
     }
 
     /// Waiting for a request head: `Ok(Some)` once one is complete.
-    fn head(&mut self, ctx: &Context<'_>) -> Result<Option<RequestHead>, ()> {
+    fn head(&mut self) -> Result<Option<RequestHead>, ()> {
         if self.closing {
             return Ok(None);
         }
         if self.inbuf.is_empty() {
-            // idle keep-alive connection: a soft stop or the client's close ends it
-            return if self.front_eof || (!ctx.accepting && self.out.is_empty()) { Err(()) } else { Ok(None) };
+            // idle keep-alive connection: the client's close ends it. A soft stop does
+            // not cut it (that would race with the client's next request): its next
+            // response says `Connection: close`, or front_timeout ends it.
+            return if self.front_eof { Err(()) } else { Ok(None) };
         }
         match parse_request(&self.inbuf) {
             Parsed::Done(head) => Ok(Some(head)),

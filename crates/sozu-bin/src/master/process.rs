@@ -1,0 +1,77 @@
+//! A worker process known by its pid: started by us, or adopted across a main upgrade
+//! (the same process re-executed keeps its children, so `waitpid` still reaps them).
+
+use std::io;
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// One child process. Never signals a pid after it was reaped (it may be reused).
+#[derive(Debug)]
+pub(crate) struct Process {
+    pid: Pid,
+    /// How it ended, once reaped.
+    ended: Option<String>,
+}
+
+fn describe(status: WaitStatus) -> Option<String> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(format!("exit status: {code}")),
+        WaitStatus::Signaled(_, signal, _) => Some(format!("signal: {} ({signal})", signal as i32)),
+        _ => None,
+    }
+}
+
+impl Process {
+    /// A child we started (the `Child` handle is not needed any more).
+    pub fn from_child(child: std::process::Child) -> Process {
+        Process { pid: Pid::from_raw(child.id() as i32), ended: None }
+    }
+
+    /// A child we inherited across an exec of ourselves.
+    pub fn adopt(pid: i32) -> Process {
+        Process { pid: Pid::from_raw(pid), ended: None }
+    }
+
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
+        kill(self.pid, Signal::SIGKILL).map_err(io::Error::from)
+    }
+
+    /// How it ended, if it did (reaping it).
+    pub fn try_wait(&mut self) -> io::Result<Option<String>> {
+        if self.ended.is_some() {
+            return Ok(self.ended.clone());
+        }
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => {
+                self.ended = describe(status);
+                Ok(self.ended.clone())
+            }
+            // not our child (any more): treat as gone
+            Err(nix::errno::Errno::ECHILD) => {
+                self.ended = Some("not a child of this process".into());
+                Ok(self.ended.clone())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until it ends (reaping it).
+    pub fn wait(&mut self) -> io::Result<String> {
+        loop {
+            if let Some(ended) = &self.ended {
+                return Ok(ended.clone());
+            }
+            match waitpid(self.pid, None) {
+                Ok(status) => self.ended = describe(status),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::ECHILD) => self.ended = Some("not a child of this process".into()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Main upgrade (`UpgradeMain`, `sozu upgrade`): the master re-executes itself with a
+//! new binary and keeps its pid, so the workers stay its children and keep serving.
+//!
+//! 1. The new binary (`upgrade_binary`, default: the path the master started from) is
+//!    opened once, and run as `sozu upgrade-check` on the upgrade data (an unlinked
+//!    file): it must parse the data, the configuration and the state and say so within
+//!    `upgrade_timeout`. The master keeps serving meanwhile (the check is polled from
+//!    the loop). A missing binary, a failed exec, a crash, a refusal or silence ends the
+//!    upgrade with FAILURE and the stderr tail; nothing changed.
+//! 2. Then the master clears `FD_CLOEXEC` on exactly the fds the data names and
+//!    `fexecve`s the same, already checked, binary as `sozu upgraded --data-fd N`. If the
+//!    exec fails every flag is restored and the master answers FAILURE.
+//! 3. The new image adopts the sockets, listeners and workers, answers the client that
+//!    asked (OK, with its pid and boot generation), tells systemd `MAINPID=`/`READY=1`,
+//!    and serves. Other clients are disconnected by the exec.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mio::Token;
+use slog::{error, info, warn};
+use sozu_proto::Response;
+use sozu_upgrade::{ListenerHandover, UpgradeData, WorkerHandover};
+
+use super::conn::Conn;
+use super::server::Master;
+
+/// What the check prints when the data, configuration and state are acceptable.
+pub const CHECK_OK: &str = "UPGRADE-CHECK-OK";
+
+/// A main upgrade waiting for its check.
+pub(super) struct Upgrade {
+    client: Token,
+    binary: PathBuf,
+    bin: OwnedFd,
+    data: File,
+    check: Child,
+    deadline: Instant,
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let start = text.len().saturating_sub(400);
+    let start = (start..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+    text[start..].replace('\n', " | ")
+}
+
+impl Master {
+    /// Why an upgrade cannot start now, if it cannot.
+    fn upgrade_blocker(&self) -> Option<String> {
+        if self.upgrade.is_some() {
+            return Some("an upgrade is already in progress".into());
+        }
+        if self.stopping.is_some() {
+            return Some("the master is stopping".into());
+        }
+        let busy = self.tasks.values().filter(|t| t.client.is_some_and(|c| self.clients.contains_key(&c))).count();
+        let queued: usize = self.workers.values().map(|w| w.outbox.len()).sum();
+        (busy > 0 || queued > 0 || self.loading.is_some())
+            .then(|| format!("the master is busy ({busy} requests in progress); try again"))
+    }
+
+    /// The upgrade data for the current master, `client` being the requester.
+    fn upgrade_data(&self, client: Option<i32>) -> UpgradeData {
+        let mut state = Vec::new();
+        let _ = sozu_state::save_state(&mut state, &self.state);
+        let listeners = [("http", &self.listeners.http), ("tcp", &self.listeners.tcp)]
+            .into_iter()
+            .flat_map(|(protocol, list)| {
+                list.iter().map(move |(addr, fd)| ListenerHandover {
+                    protocol: protocol.into(),
+                    address: addr.to_string(),
+                    fd: fd.as_raw_fd(),
+                })
+            })
+            .collect();
+        let workers = self
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerHandover {
+                id: *id,
+                pid: w.pid,
+                channel_fd: w.channel.stream().as_raw_fd(),
+                scm_fd: w.scm.as_fd().as_raw_fd(),
+                run_state: w.run_state as i32,
+            })
+            .collect();
+        UpgradeData {
+            from_version: env!("CARGO_PKG_VERSION").into(),
+            config_path: self.config.config_path.display().to_string(),
+            config_text: self.config_text.clone(),
+            state: String::from_utf8_lossy(&state).into_owned(),
+            command_socket_fd: self.listener.as_raw_fd(),
+            dashboard_fd: self.dashboard.as_ref().map(AsRawFd::as_raw_fd),
+            listeners,
+            workers,
+            client_fd: client,
+            next_worker_id: self.next_worker_id,
+            next_task_id: self.next_task_id,
+            next_client_id: self.next_client_id,
+            boot_generation: self.boot_generation,
+            audit_head: None,
+            subscribers: self.clients.values().filter(|c| c.subscribed).count() as u32,
+        }
+    }
+
+    /// `UpgradeMain`: starts the check of the new binary.
+    pub(super) fn upgrade_main(&mut self, token: Token) {
+        if let Some(why) = self.upgrade_blocker() {
+            self.reply(token, Response::failure(format!("upgrade refused: {why}")));
+            return;
+        }
+        let binary = self.config.upgrade_binary.clone().unwrap_or_else(|| self.exe_path.clone());
+        match self.start_check(token, &binary) {
+            Ok(upgrade) => {
+                info!(self.log, "main upgrade: checking {}", binary.display());
+                self.reply(token, Response::processing(format!("Checking the new binary {}...", binary.display())));
+                self.upgrade = Some(upgrade);
+            }
+            Err(e) => {
+                warn!(self.log, "main upgrade refused: {e}");
+                self.reply(token, Response::failure(format!("upgrade failed, the master keeps serving: {e}")));
+            }
+        }
+    }
+
+    fn start_check(&mut self, token: Token, binary: &std::path::Path) -> anyhow::Result<Upgrade> {
+        use nix::fcntl::{OFlag, open};
+        let bin = open(binary, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(|e| anyhow::anyhow!("cannot open the new binary {}: {e}", binary.display()))?;
+        let client = match self.clients.get(&token).map(|c| &c.conn) {
+            Some(Conn::Proto(channel)) => Some(channel.stream().as_raw_fd()),
+            _ => None,
+        };
+        let mut data = tempfile::tempfile()?;
+        data.write_all(&sozu_upgrade::encode(&self.upgrade_data(client)))?;
+        data.rewind()?;
+        let check = {
+            // the binary's fd too: an interpreted file re-opens itself by that path
+            let _keep = sozu_upgrade::KeptAcrossExec::new([data.as_fd(), bin.as_fd()])?;
+            Command::new(format!("/proc/self/fd/{}", bin.as_raw_fd()))
+                .args(["upgrade-check", "--data-fd", &data.as_raw_fd().to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("cannot run the new binary {}: {e}", binary.display()))?
+        };
+        Ok(Upgrade {
+            client: token,
+            binary: binary.to_path_buf(),
+            bin,
+            data,
+            check,
+            deadline: Instant::now() + self.config.upgrade_timeout,
+        })
+    }
+
+    /// When the loop must look at the upgrade again.
+    pub(super) fn upgrade_timeout(&self) -> Option<Duration> {
+        self.upgrade.as_ref().map(|_| Duration::from_millis(20))
+    }
+
+    /// Polls the check; on its success, execs.
+    pub(super) fn poll_upgrade(&mut self, now: Instant) {
+        let Some(upgrade) = self.upgrade.as_mut() else { return };
+        let status = match upgrade.check.try_wait() {
+            Ok(Some(status)) => status,
+            Ok(None) if now < upgrade.deadline => return,
+            Ok(None) => {
+                let _ = upgrade.check.kill();
+                let _ = upgrade.check.wait();
+                let secs = self.config.upgrade_timeout.as_secs();
+                let stderr = read_pipe(upgrade.check.stderr.take());
+                return self.fail_upgrade(format!(
+                    "the new binary did not confirm within upgrade_timeout ({secs} s); stderr: {}",
+                    tail(&stderr)
+                ));
+            }
+            Err(e) => return self.fail_upgrade(format!("cannot wait for the check: {e}")),
+        };
+        let stdout = read_pipe(upgrade.check.stdout.take());
+        let stderr = read_pipe(upgrade.check.stderr.take());
+        let said = String::from_utf8_lossy(&stdout);
+        if !status.success() || !said.contains(CHECK_OK) {
+            return self.fail_upgrade(format!(
+                "the new binary refused the upgrade ({status}): {}",
+                tail(if stderr.is_empty() { &stdout } else { &stderr })
+            ));
+        }
+        info!(self.log, "main upgrade: {} accepted the upgrade data; re-executing", upgrade.binary.display());
+        self.exec_upgrade();
+    }
+
+    fn fail_upgrade(&mut self, why: String) {
+        let Some(upgrade) = self.upgrade.take() else { return };
+        warn!(self.log, "main upgrade failed: {why}");
+        self.reply(upgrade.client, Response::failure(format!("upgrade failed, the master keeps serving: {why}")));
+        self.client_writable(upgrade.client);
+    }
+
+    /// Replaces this process image; returns only on failure (then nothing changed).
+    fn exec_upgrade(&mut self) {
+        if let Some(why) = self.upgrade_blocker_after_check() {
+            return self.fail_upgrade(why);
+        }
+        let Some(upgrade) = self.upgrade.as_ref() else { return };
+        // the client's PROCESSING answers must be out before the image goes
+        if let Some(c) = self.clients.get_mut(&upgrade.client) {
+            let _ = c.conn.flush_blocking(Duration::from_secs(1));
+        }
+        let data = sozu_upgrade::decode(&{
+            let mut bytes = Vec::new();
+            let mut f = &upgrade.data;
+            let _ = f.rewind();
+            let _ = f.read_to_end(&mut bytes);
+            bytes
+        });
+        let Ok(data) = data else { return self.fail_upgrade("the upgrade data cannot be read back".into()) };
+        // the check and the read-back moved the shared file offset: the new image reads
+        // from the start
+        if let Err(e) = (&upgrade.data).rewind() {
+            return self.fail_upgrade(format!("cannot rewind the upgrade data: {e}"));
+        }
+        let error = {
+            let fds: Vec<BorrowedFd<'_>> = self.handover_fds(&data, upgrade.data.as_fd());
+            match sozu_upgrade::KeptAcrossExec::new(fds) {
+                Err(e) => format!("cannot keep the fds across exec: {e}"),
+                Ok(_keep) => {
+                    let args = [
+                        CString::new("sozu").expect("no NUL"),
+                        CString::new("upgraded").expect("no NUL"),
+                        CString::new("--data-fd").expect("no NUL"),
+                        CString::new(upgrade.data.as_raw_fd().to_string()).expect("no NUL"),
+                    ];
+                    let env: Vec<CString> = std::env::vars_os()
+                        .filter_map(|(k, v)| {
+                            let mut kv = k.into_encoded_bytes();
+                            kv.push(b'=');
+                            kv.extend(v.into_encoded_bytes());
+                            CString::new(kv).ok()
+                        })
+                        .collect();
+                    // returns only on failure; `_keep` then restores every flag
+                    let e = nix::unistd::fexecve(upgrade.bin.as_fd(), &args, &env).unwrap_err();
+                    format!("exec of {} failed: {e}", upgrade.binary.display())
+                }
+            }
+        };
+        error!(self.log, "main upgrade: {error}");
+        self.fail_upgrade(error);
+    }
+
+    fn upgrade_blocker_after_check(&self) -> Option<String> {
+        let others = self.tasks.values().filter(|t| t.client.is_some_and(|c| self.clients.contains_key(&c))).count();
+        let queued: usize = self.workers.values().map(|w| w.outbox.len()).sum();
+        (others > 0 || queued > 0 || self.loading.is_some())
+            .then(|| "the master became busy during the check; try again".to_string())
+    }
+
+    /// Every fd the data names, borrowed from what owns it, plus the data file.
+    fn handover_fds<'a>(&'a self, data: &UpgradeData, data_fd: BorrowedFd<'a>) -> Vec<BorrowedFd<'a>> {
+        let mut fds = vec![self.listener.as_fd(), data_fd];
+        if let Some(d) = &self.dashboard {
+            fds.push(d.as_fd());
+        }
+        for (_, fd) in self.listeners.http.iter().chain(&self.listeners.tcp) {
+            fds.push(fd.as_fd());
+        }
+        for w in self.workers.values() {
+            fds.push(w.channel.stream().as_fd());
+            fds.push(w.scm.as_fd());
+        }
+        if data.client_fd.is_some()
+            && let Some(c) = self.upgrade.as_ref().and_then(|u| self.clients.get(&u.client))
+            && let Conn::Proto(channel) = &c.conn
+        {
+            fds.push(channel.stream().as_fd());
+        }
+        fds
+    }
+}
+
+fn read_pipe(pipe: Option<impl Read>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_end(&mut out);
+    }
+    out
+}
+
+impl Master {
+    /// The new image takes over what the upgrade data names: workers (still our
+    /// children: same pid), id counters, and the client that asked, which gets the OK.
+    pub(super) fn adopt(&mut self, data: &UpgradeData) -> anyhow::Result<()> {
+        use anyhow::Context;
+        use mio::Interest;
+        use sozu_proto::{EncodedWorkerRequest, RunState, WorkerResponse};
+        use std::os::unix::net::UnixStream as StdUnixStream;
+        self.next_worker_id = data.next_worker_id;
+        self.next_task_id = data.next_task_id;
+        self.next_client_id = data.next_client_id;
+        self.boot_generation = data.boot_generation + 1;
+        let limits = self.limits();
+        for w in &data.workers {
+            let adopt =
+                |fd: i32| sozu_scm_socket::adopt_inherited_fd(fd).with_context(|| format!("worker {} fd {fd}", w.id));
+            let stream = StdUnixStream::from(adopt(w.channel_fd)?);
+            stream.set_nonblocking(true)?;
+            let mut channel: sozu_channel::Channel<EncodedWorkerRequest, WorkerResponse> =
+                sozu_channel::Channel::new(mio::net::UnixStream::from_std(stream), limits, limits);
+            let scm = sozu_scm_socket::ScmSocket::new(StdUnixStream::from(adopt(w.scm_fd)?))?;
+            let token = self.token();
+            self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
+            self.worker_tokens.insert(token, w.id);
+            self.workers.insert(
+                w.id,
+                super::workers::WorkerSession {
+                    pid: w.pid,
+                    token,
+                    channel,
+                    outbox: Default::default(),
+                    run_state: RunState::try_from(w.run_state).unwrap_or(RunState::Running),
+                    child: super::process::Process::adopt(w.pid),
+                    scm,
+                },
+            );
+        }
+        let pid = std::process::id();
+        info!(
+            self.log,
+            "main upgrade done: sozu {} (from {}) runs as pid {pid}, boot generation {}, {} workers adopted{}",
+            env!("CARGO_PKG_VERSION"),
+            data.from_version,
+            self.boot_generation,
+            data.workers.len(),
+            if data.subscribers > 0 {
+                format!(", {} event subscribers disconnected", data.subscribers)
+            } else {
+                String::new()
+            }
+        );
+        let _ = crate::sd_notify::notify(&format!(
+            "MAINPID={pid}\nREADY=1\nSTATUS={} workers running",
+            self.running_workers()
+        ));
+        let d = super::records::Described {
+            verb: "main_upgraded",
+            target: format!("main:{} generation:{}", env!("CARGO_PKG_VERSION"), self.boot_generation),
+            cluster_id: None,
+            backend_id: None,
+            event: None,
+        };
+        let client = match data.client_fd {
+            Some(fd) => {
+                let stream = StdUnixStream::from(sozu_scm_socket::adopt_inherited_fd(fd)?);
+                stream.set_nonblocking(true)?;
+                self.register_client(mio::net::UnixStream::from_std(stream), false)
+            }
+            None => None,
+        };
+        let _ = self.write_attempt(client, ulid::Ulid::new(), &d, Ok(()), "");
+        if let Some(token) = client {
+            self.reply(
+                token,
+                Response::ok(
+                    format!(
+                        "Upgrade successful: sozu {} runs the main process (pid {pid}, boot generation {})",
+                        env!("CARGO_PKG_VERSION"),
+                        self.boot_generation
+                    ),
+                    None,
+                ),
+            );
+            self.client_writable(token);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! Main upgrade (`sozu upgrade`): the master re-executes itself, keeps its pid, its
+//! workers, its sockets and its state, under traffic; broken binaries leave it serving.
+
+use crate::support::*;
+
+/// The inode of the socket listening on `port` (from /proc/net/tcp).
+fn listen_inode(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+        (local_port == port && f.get(3) == Some(&"0A")).then(|| f[9].to_string())
+    })
+}
+
+/// TCP calls in a loop until told to stop: (successes, failures).
+fn traffic(
+    port: u16,
+) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<(usize, Vec<String>)>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, Vec::new());
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match tcp_call(port, b"up") {
+                Ok(a) if a.ends_with(":up") => ok += 1,
+                other => failed.push(format!("{other:?}")),
+            }
+        }
+        (ok, failed)
+    });
+    (stop, handle)
+}
+
+#[test]
+fn main_upgrades_under_traffic_keep_the_pid_workers_sockets_and_state_and_lose_nothing() {
+    let m = tcp_master("mainupgrade");
+    m.ok(&["cluster", "add", "-i", "kept"]);
+    let hashes = m.ok(&["-j", "cluster", "list"]);
+    let pid = m.pid();
+    let workers = m.worker_pids();
+    let inode = listen_inode(m.tcp_port).expect("the TCP listener");
+    let fds = count_fds(pid);
+    let (stop, handle) = traffic(m.tcp_port);
+    std::thread::sleep(Duration::from_millis(100));
+    for generation in 1..=10 {
+        let out = m.ok(&["-t", "20000", "upgrade", "--main-only"]);
+        assert!(out.contains(&format!("runs the main process (pid {pid}, boot generation {generation})")), "{out}");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = handle.join().unwrap();
+    assert!(ok > 20, "{ok}");
+    assert!(failed.is_empty(), "no connection lost: {failed:?}");
+    // same process, same workers (still its children), same listening socket, same state
+    assert_eq!(m.pid(), pid);
+    assert_eq!(m.worker_pids(), workers);
+    for w in &workers {
+        let stat = std::fs::read_to_string(format!("/proc/{w}/stat")).unwrap();
+        let ppid: u32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(ppid, pid, "worker {w} is still the master's child");
+    }
+    assert_eq!(listen_inode(m.tcp_port).as_deref(), Some(inode.as_str()));
+    assert_eq!(m.ok(&["-j", "cluster", "list"]), hashes);
+    assert_eq!(count_fds(pid), fds, "no fd leaked by 10 upgrades");
+    assert_eq!(children_of(pid).len(), 2, "no process left behind");
+    // after the upgrade: supervision works (a killed worker is reaped and relaunched)
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(workers[0]), nix::sys::signal::SIGKILL).unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    while m.worker_pids().contains(&workers[0]) || m.worker_pids().len() < 2 {
+        assert!(Instant::now() < end, "worker not relaunched after the upgrade: {}", m.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!Path::new(&format!("/proc/{}", workers[0])).exists(), "the killed worker was reaped");
+    // plain `sozu upgrade`: the master, then every worker one by one
+    let out = m.ok(&["-t", "20000", "upgrade"]);
+    assert!(out.contains("boot generation 11") && out.matches("replaced worker").count() == 2, "{out}");
+    assert_eq!(tcp_call(m.tcp_port, b"after").unwrap().split_once(':').unwrap().1, "after");
+    assert!(m.log().contains("main upgrade done"));
+    let audit = std::fs::read_to_string(m.dir.join("audit.json")).unwrap();
+    assert!(audit.contains("main_upgraded"), "audited");
+}
+
+/// An executable script in a directory of its own.
+fn script(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sozu-e2e-scripts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn broken_main_upgrades_answer_failure_in_time_and_the_old_master_keeps_serving() {
+    let cases = [
+        ("missing", PathBuf::from("/nonexistent/sozu"), "cannot open the new binary"),
+        ("exits", script("exits", "echo it broke >&2; exit 1"), "it broke"),
+        ("hangs", script("hangs", "exec sleep 60"), "did not confirm within upgrade_timeout (1 s)"),
+        ("refuses", script("refuses", "echo unknown data format; exit 0"), "refused the upgrade"),
+    ];
+    for (name, binary, expected) in cases {
+        let m = tcp_master_with(
+            &format!("badupgrade-{name}"),
+            &format!("upgrade_timeout = 1\nupgrade_binary = \"{}\"\n", binary.display()),
+        );
+        let pid = m.pid();
+        let workers = m.worker_pids();
+        let hashes = m.ok(&["-j", "cluster", "list"]);
+        let (stop, handle) = traffic(m.tcp_port);
+        let started = Instant::now();
+        let err = m.fails(&["-t", "20000", "upgrade"]);
+        assert!(started.elapsed() < Duration::from_secs(5), "{name}: answered in time");
+        assert!(err.contains("upgrade failed, the master keeps serving") && err.contains(expected), "{name}: {err}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = handle.join().unwrap();
+        assert!(ok > 0 && failed.is_empty(), "{name}: traffic went on: {failed:?}");
+        assert_eq!(m.pid(), pid);
+        assert_eq!(m.worker_pids(), workers);
+        assert_eq!(m.ok(&["-j", "cluster", "list"]), hashes, "{name}: same state");
+        assert!(m.ok(&["status"]).contains("RUNNING"));
+        assert_eq!(children_of(pid).len(), 2, "{name}: the check process was reaped");
+    }
+}
