@@ -18,6 +18,7 @@ pub(crate) struct FileConfig {
     pub worker_health_check_failures: Option<i64>,
     pub soft_stop_timeout: Option<i64>,
     pub upgrade_timeout: Option<i64>,
+    pub max_draining_workers: Option<i64>,
     pub upgrade_binary: Option<String>,
     pub dashboard_socket: Option<String>,
     pub dashboard_max_frame_bytes: Option<i64>,

@@ -106,6 +106,9 @@ pub struct Config {
     pub upgrade_timeout: Duration,
     /// The binary a main upgrade runs; default: the path the master was started from.
     pub upgrade_binary: Option<PathBuf>,
+    /// Most old workers draining at once after worker upgrades (default 4); a worker
+    /// upgrade beyond it is refused until one ends.
+    pub max_draining_workers: usize,
     /// The JSON-lines socket for dashboards and scripts (mode 0600), if any.
     pub dashboard_socket: Option<PathBuf>,
     /// Longest line accepted on the dashboard socket.
@@ -296,6 +299,7 @@ impl Config {
                 int("upgrade_timeout", file.upgrade_timeout, 10u64, "seconds, 1 or more")?.max(1),
             ),
             upgrade_binary: file.upgrade_binary.as_deref().map(at),
+            max_draining_workers: int("max_draining_workers", file.max_draining_workers, 4usize, "1 or more")?.max(1),
             dashboard_socket: file.dashboard_socket.as_deref().map(at),
             dashboard_max_frame_bytes: positive("dashboard_max_frame_bytes", file.dashboard_max_frame_bytes, 1 << 20)?
                 as usize,

@@ -25,6 +25,10 @@ impl Worker {
         };
         let ok = |content: Option<ContentType>| WorkerResponse::ok(id.clone(), content.map(ResponseContent::from));
         match verb {
+            R::Status(_) if self.draining => {
+                let message = format!("draining: {} connections", self.sessions());
+                (WorkerResponse { message, ..ok(None) }, Outcome::Continue)
+            }
             R::Status(_) => (ok(None), Outcome::Continue),
             // SoftStop is handled by the event loop: it waits for connections to drain
             R::HardStop(_) => {

@@ -92,6 +92,8 @@ pub struct Worker {
     /// A staged load in progress: state changes go to this copy until the master
     /// commits it (it becomes `state`) or aborts it (it is dropped).
     pub staged: Option<ConfigState>,
+    /// Soft-stopping: `Status` answers say how many connections remain.
+    draining: bool,
     /// Listener sockets received from the master.
     pub listeners: Listeners,
     /// The SCM socket, to give listeners back.
@@ -148,6 +150,7 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
         config,
         state,
         staged: None,
+        draining: false,
         listeners,
         scm,
         log: log.clone(),
@@ -160,7 +163,7 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
 
 impl Worker {
     /// Open client connections, TCP and HTTP.
-    fn sessions(&self) -> usize {
+    pub(crate) fn sessions(&self) -> usize {
         self.proxy.sessions() + self.http.sessions()
     }
 
@@ -229,6 +232,7 @@ impl Worker {
                         self.http.soft_stop(poll.registry(), &self.state);
                         self.sync_listeners(poll.registry());
                         soft_stop = Some(request.id);
+                        self.draining = true;
                     }
                     Ok(Some(request)) => {
                         let (response, outcome) = self.handle(request);

@@ -61,6 +61,8 @@ pub(super) struct Task {
     pub contents: BTreeMap<u32, Option<ResponseContent>>,
     /// First failure of each worker.
     pub failures: BTreeMap<u32, String>,
+    /// Messages of OK answers (a draining worker's remaining connections).
+    pub notes: BTreeMap<u32, String>,
     pub deadline: Option<Instant>,
     pub started: Instant,
     /// Audit completion record to write when the task ends.
@@ -100,6 +102,7 @@ impl Master {
             asked: Vec::new(),
             contents: BTreeMap::new(),
             failures: BTreeMap::new(),
+            notes: BTreeMap::new(),
             deadline: Some(now + self.config.worker_timeout),
             started: now,
             audit,
@@ -108,7 +111,11 @@ impl Master {
         let ids: Vec<u32> = self
             .workers
             .iter()
-            .filter(|(id, w)| w.run_state == RunState::Running && only.is_none_or(|o| o == **id))
+            .filter(|(id, w)| {
+                // a status also asks draining workers how many connections they have left
+                let draining = matches!(task.kind, TaskKind::Status) && w.run_state == RunState::Stopping;
+                (w.run_state == RunState::Running || draining) && only.is_none_or(|o| o == **id)
+            })
             .map(|(id, _)| *id)
             .collect();
         for worker_id in ids {
@@ -155,6 +162,9 @@ impl Master {
             task.deadline = Some(Instant::now() + worker_timeout);
         }
         if ResponseStatus::try_from(response.status) == Ok(ResponseStatus::Ok) {
+            if !response.message.is_empty() {
+                task.notes.insert(worker_id, response.message);
+            }
             task.contents.insert(worker_id, response.content);
         } else {
             task.failures.entry(worker_id).or_insert(response.message);
@@ -233,12 +243,15 @@ impl Master {
                     vec.push(WorkerInfo { id: *id, pid: w.pid, run_state: run_state as i32 });
                 }
                 let content = ContentType::Workers(WorkerInfos { vec });
-                let message = match self.failed_slots {
+                let mut message = match self.failed_slots {
                     0 => "Successfully collected the status of workers".to_string(),
                     n => format!(
                         "Successfully collected the status of workers; {n} worker slot(s) FAILED (crash loop, not relaunched)"
                     ),
                 };
+                for (id, note) in &task.notes {
+                    message.push_str(&format!("; worker {id} {note}"));
+                }
                 Response::ok(message, Some(content.into()))
             }
             TaskKind::Query { main } => {
@@ -323,7 +336,7 @@ impl Master {
                 let (old, new) = (*old, *new);
                 self.upgrading.remove(&new);
                 if failed.is_empty() {
-                    // the client stays busy: phase 2 answers it
+                    // answers the client, then the old worker drains in the background
                     self.drain_old_worker(task.client, old, new);
                     return;
                 }

@@ -215,18 +215,23 @@ impl Master {
         if let Some(c) = self.clients.get_mut(&upgrade.client) {
             let _ = c.conn.flush_blocking(Duration::from_secs(1));
         }
-        let data = sozu_upgrade::decode(&{
-            let mut bytes = Vec::new();
+        // the data as of now (a worker may have ended, the state changed, during the
+        // check): what the check accepted was the format, configuration and state shape
+        let client = match self.clients.get(&upgrade.client).map(|c| &c.conn) {
+            Some(Conn::Proto(channel)) => Some(channel.stream().as_raw_fd()),
+            _ => None,
+        };
+        let data = self.upgrade_data(client);
+        let Some(upgrade) = self.upgrade.as_ref() else { return };
+        let written = (|| -> std::io::Result<()> {
             let mut f = &upgrade.data;
-            let _ = f.rewind();
-            let _ = f.read_to_end(&mut bytes);
-            bytes
-        });
-        let Ok(data) = data else { return self.fail_upgrade("the upgrade data cannot be read back".into()) };
-        // the check and the read-back moved the shared file offset: the new image reads
-        // from the start
-        if let Err(e) = (&upgrade.data).rewind() {
-            return self.fail_upgrade(format!("cannot rewind the upgrade data: {e}"));
+            f.set_len(0)?;
+            f.rewind()?;
+            f.write_all(&sozu_upgrade::encode(&data))?;
+            f.rewind()
+        })();
+        if let Err(e) = written {
+            return self.fail_upgrade(format!("cannot write the upgrade data: {e}"));
         }
         let error = {
             let fds: Vec<BorrowedFd<'_>> = self.handover_fds(&data, upgrade.data.as_fd());
@@ -311,11 +316,25 @@ impl Master {
         for w in &data.workers {
             let adopt =
                 |fd: i32| sozu_scm_socket::adopt_inherited_fd(fd).with_context(|| format!("worker {} fd {fd}", w.id));
-            let stream = StdUnixStream::from(adopt(w.channel_fd)?);
-            stream.set_nonblocking(true)?;
-            let mut channel: sozu_channel::Channel<EncodedWorkerRequest, WorkerResponse> =
-                sozu_channel::Channel::new(mio::net::UnixStream::from_std(stream), limits, limits);
-            let scm = sozu_scm_socket::ScmSocket::new(StdUnixStream::from(adopt(w.scm_fd)?))?;
+            let parts = (|| -> anyhow::Result<_> {
+                let stream = StdUnixStream::from(adopt(w.channel_fd)?);
+                stream.set_nonblocking(true)?;
+                let channel: sozu_channel::Channel<EncodedWorkerRequest, WorkerResponse> =
+                    sozu_channel::Channel::new(mio::net::UnixStream::from_std(stream), limits, limits);
+                let scm = sozu_scm_socket::ScmSocket::new(StdUnixStream::from(adopt(w.scm_fd)?))?;
+                Ok((channel, scm))
+            })();
+            let (mut channel, scm) = match parts {
+                Ok(parts) => parts,
+                Err(e) => {
+                    // a worker we cannot talk to is of no use: end it, the others go on
+                    error!(self.log, "main upgrade: cannot adopt worker {} (pid {}): {e:#}; killing it", w.id, w.pid);
+                    let mut p = super::process::Process::adopt(w.pid);
+                    let _ = p.kill();
+                    let _ = p.wait();
+                    continue;
+                }
+            };
             let token = self.token();
             self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
             self.worker_tokens.insert(token, w.id);

@@ -405,6 +405,16 @@ impl Master {
             self.reply(token, sozu_proto::Response::failure(message));
             return;
         }
+        let draining = self.draining_workers();
+        if draining >= self.config.max_draining_workers {
+            let message = format!(
+                "upgrade of worker {old} refused: {draining} old workers are still draining (max_draining_workers = {}); \
+                 try again when one has ended (see `sozu status`)",
+                self.config.max_draining_workers
+            );
+            self.reply(token, sozu_proto::Response::failure(message));
+            return;
+        }
         let new = match self.launch_worker() {
             Ok(id) => id,
             Err(e) => {
@@ -418,12 +428,28 @@ impl Master {
         self.scatter(Some(token), TaskKind::UpgradeBoot { old, new }, &[status], Some(new), None);
     }
 
+    /// Old workers draining after an upgrade.
+    pub(super) fn draining_workers(&self) -> usize {
+        self.tasks.values().filter(|t| matches!(t.kind, TaskKind::UpgradeDrain { .. })).count()
+    }
+
+    /// The new worker answered: the client gets its OK now, and the old worker drains in
+    /// the background (bounded by `soft_stop_timeout`; `sozu status` shows it).
     pub(super) fn drain_old_worker(&mut self, client: Option<Token>, old: u32, new: u32) {
         if let Some(token) = client {
-            self.reply(token, sozu_proto::Response::processing(format!("Soft stopping worker {old}")));
+            let message = format!(
+                "Upgrade successful: worker {new} replaced worker {old}, which stopped accepting and drains its \
+                 connections (at most {} s)",
+                self.config.soft_stop_timeout.as_secs()
+            );
+            self.reply(token, sozu_proto::Response::ok(message, None));
+            if let Some(c) = self.clients.get_mut(&token) {
+                c.busy = None;
+            }
+            self.pump_client(token);
         }
         let stop: sozu_proto::Request = R::SoftStop(Default::default()).into();
-        let task = self.scatter(client, TaskKind::UpgradeDrain { old, new }, &[stop], Some(old), None);
+        let task = self.scatter(None, TaskKind::UpgradeDrain { old, new }, &[stop], Some(old), None);
         if let Some(w) = self.workers.get_mut(&old) {
             w.run_state = RunState::Stopping;
         }

@@ -560,7 +560,14 @@ fn twenty_main_and_twenty_worker_upgrades_under_http_load_lose_no_request() {
         assert!(out.contains("Upgrade successful"), "{out}");
         let ids: Vec<u32> = {
             let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "status"])).unwrap();
-            v["WORKERS"]["vec"].as_array().unwrap().iter().map(|w| w["id"].as_u64().unwrap() as u32).collect()
+            let running = |w: &&serde_json::Value| w["run_state"].as_i64() == Some(RunState::Running as i64);
+            v["WORKERS"]["vec"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(running)
+                .map(|w| w["id"].as_u64().unwrap() as u32)
+                .collect()
         };
         let out = m.ok(&["-t", "20000", "upgrade", "--worker", &ids[i % ids.len()].to_string()]);
         assert!(out.contains("replaced worker"), "{out}");
@@ -577,4 +584,42 @@ fn twenty_main_and_twenty_worker_upgrades_under_http_load_lose_no_request() {
         &failed[..failed.len().min(5)]
     );
     assert_eq!(Client::connect(m.http_port).get("api.test", "/").status, 200);
+}
+
+#[test]
+fn a_draining_worker_shows_in_status_and_the_number_of_draining_workers_is_capped() {
+    let (m, _, _) = http_master("httpdrain", "max_draining_workers = 1\n");
+    // idle keep-alive connections keep an upgraded worker draining
+    let mut held: Vec<Client> = (0..8).map(|_| Client::connect(m.http_port)).collect();
+    for c in &mut held {
+        assert_eq!(c.get("api.test", "/").status, 200);
+    }
+    // the worker holding the most of them
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "metrics", "get"])).unwrap();
+    let busiest = v["METRICS"]["workers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, w)| (w["proxy"]["active_connections"]["inner"]["GAUGE"].as_u64().unwrap_or(0), id.clone()))
+        .max()
+        .unwrap();
+    assert!(busiest.0 > 0, "{v}");
+    let (old, other) = (busiest.1.clone(), if busiest.1 == "0" { "1" } else { "0" });
+    let out = m.ok(&["-t", "20000", "upgrade", "--worker", &old]);
+    assert!(out.contains(&format!("replaced worker {old}")) && out.contains("drains"), "{out}");
+    let status = m.ok(&["status"]);
+    assert!(status.contains(&format!("worker {old} draining: {} connections", busiest.0)), "{status}");
+    assert!(status.contains("STOPPING"), "{status}");
+    let refused = m.fails(&["upgrade", "--worker", other]);
+    assert!(refused.contains("1 old workers are still draining (max_draining_workers = 1)"), "{refused}");
+    // each held connection gets `Connection: close` on its next request; the drain ends
+    for c in &mut held {
+        assert_eq!(c.get("api.test", "/").status, 200);
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    while m.ok(&["status"]).contains("draining") {
+        assert!(Instant::now() < end, "the old worker did not finish draining");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(m.ok(&["-t", "20000", "upgrade", "--worker", other]).contains(&format!("replaced worker {other}")));
 }
