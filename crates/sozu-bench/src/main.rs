@@ -13,6 +13,7 @@ mod dashboard;
 mod master;
 mod state;
 mod traffic;
+mod upgrade;
 
 /// One measured row: what, our figure, the baseline's, and the ratio.
 #[derive(Debug)]
@@ -56,7 +57,8 @@ fn main() {
     // `--sozu21 PATH`: a Sōzu 2.1 binary, measured in the same run for comparison
     let sozu21 = args.iter().position(|a| a == "--sozu21").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
     // `--only NAME[,NAME]`: run only these sections (channel, audit, state, master, dashboard;
-    // master-load: only the LoadState rows of the master; traffic: the data plane)
+    // master-load: only the LoadState rows of the master; traffic: the data plane;
+    // upgrade: main and worker upgrades)
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
@@ -77,6 +79,12 @@ fn main() {
         match &sozu {
             Some(path) => sections.push(master::run(path, sozu21.as_deref(), quick, !wanted("master"))),
             None => eprintln!("no --sozu PATH: the master benchmarks are skipped"),
+        }
+    }
+    if wanted("upgrade") {
+        match &sozu {
+            Some(path) => sections.push(upgrade::run(path, quick)),
+            None => eprintln!("no --sozu PATH: the upgrade benchmarks are skipped"),
         }
     }
     if wanted("traffic") {

@@ -166,17 +166,17 @@ fn rss_of(pid: u32) -> f64 {
         / 1024.0
 }
 
-struct Conn(UnixStream);
+pub(crate) struct Conn(pub(crate) UnixStream);
 
 impl Conn {
-    fn send(&mut self, request: &Request) {
+    pub(crate) fn send(&mut self, request: &Request) {
         let body = request.encode_to_vec();
         let mut frame = ((body.len() + 8) as u64).to_le_bytes().to_vec();
         frame.extend(body);
         self.0.write_all(&frame).unwrap();
     }
 
-    fn call(&mut self, request: &Request) -> Response {
+    pub(crate) fn call(&mut self, request: &Request) -> Response {
         self.send(request);
         loop {
             let mut prefix = [0u8; 8];

@@ -2,7 +2,9 @@
 //!
 //! A master upgrades by re-executing itself (same pid, so its workers stay its
 //! children) after a validation run of the new binary. What the new image needs is
-//! written as [`UpgradeData`]: a magic line and a version, then JSON. File descriptors
+//! written as [`UpgradeData`]: a magic line with the version, one line of JSON, then
+//! the state as opaque bytes to the end (the caller's encoding: no escaping, no
+//! parsing of it here). File descriptors
 //! cross the exec by number: [`KeptAcrossExec`] clears `FD_CLOEXEC` on exactly the fds
 //! the data names and puts every flag back if the exec does not happen.
 //!
@@ -61,14 +63,16 @@ pub struct ListenerHandover {
 /// Everything a re-executed master needs to carry on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeData {
+    /// The state, in the caller's encoding (sozu: a protobuf `InitialState`); written
+    /// after the JSON line, raw.
+    #[serde(skip)]
+    pub state: Vec<u8>,
     /// Version of the binary that wrote the data.
     pub from_version: String,
     /// Path of the configuration file, and its text as the master loaded it.
     pub config_path: String,
     /// The configuration text.
     pub config_text: String,
-    /// The state, as state-file records (`\n\0`-separated JSON).
-    pub state: String,
     /// The command socket (listening) fd.
     pub command_socket_fd: i32,
     /// The dashboard socket fd, if any.
@@ -105,10 +109,14 @@ impl fmt::Display for UpgradeError {
 
 impl std::error::Error for UpgradeError {}
 
-/// The data as bytes: `sozu-upgrade-data <version>\n` then JSON.
+/// The data as bytes: `sozu-upgrade-data <version>\n`, one line of JSON, then the
+/// state bytes.
 pub fn encode(data: &UpgradeData) -> Vec<u8> {
     let mut out = format!("{MAGIC} {VERSION}\n").into_bytes();
+    // compact JSON has no raw newline: strings escape theirs
     out.extend(serde_json::to_vec(data).expect("upgrade data is plain data"));
+    out.push(b'\n');
+    out.extend_from_slice(&data.state);
     out
 }
 
@@ -124,8 +132,14 @@ pub fn decode(bytes: &[u8]) -> Result<UpgradeData, UpgradeError> {
     if version != VERSION.to_string() {
         return Err(UpgradeError(format!("upgrade data version {version}, this binary reads version {VERSION}")));
     }
-    let data: UpgradeData =
-        serde_json::from_slice(&bytes[newline + 1..]).map_err(|e| UpgradeError(format!("bad upgrade data: {e}")))?;
+    let rest = &bytes[newline + 1..];
+    let end = rest
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| UpgradeError("bad upgrade data: no end of the JSON line".into()))?;
+    let mut data: UpgradeData =
+        serde_json::from_slice(&rest[..end]).map_err(|e| UpgradeError(format!("bad upgrade data: {e}")))?;
+    data.state = rest[end + 1..].to_vec();
     let fds = data.fds();
     let mut sorted = fds.clone();
     sorted.sort_unstable();
@@ -197,7 +211,7 @@ mod tests {
             from_version: "0.1.0".into(),
             config_path: "/etc/sozu/config.toml".into(),
             config_text: "worker_count = 2\n".into(),
-            state: "{}\n\0".into(),
+            state: b"\n\0raw \xff bytes\n".to_vec(),
             command_socket_fd: 3,
             dashboard_fd: Some(4),
             listeners: vec![ListenerHandover { protocol: "http".into(), address: "127.0.0.1:80".into(), fd: 5 }],
@@ -221,6 +235,7 @@ mod tests {
         other[MAGIC.len() + 1] = b'9';
         assert!(decode(&other).unwrap_err().0.contains("version 9"));
         assert!(decode(b"sozu-upgrade-data 1\n{").unwrap_err().0.contains("bad upgrade data"));
+        assert!(decode(b"sozu-upgrade-data 1\n{\n").unwrap_err().0.contains("bad upgrade data"));
         assert!(decode(b"hello\n{}").unwrap_err().0.contains("not sozu upgrade data"));
         let mut twice = sample();
         twice.client_fd = Some(3);

@@ -179,9 +179,13 @@ fn read_upgrade_data(fd: i32) -> anyhow::Result<sozu_upgrade::UpgradeData> {
 fn upgrade_contents(data: &sozu_upgrade::UpgradeData) -> anyhow::Result<(Config, ConfigState)> {
     let config = Config::parse(&data.config_text, Path::new(&data.config_path))
         .map_err(|e| anyhow::anyhow!("the configuration in the upgrade data: {e}"))?;
-    let loaded = sozu_state::load(&ConfigState::new(), data.state.as_bytes(), usize::MAX)
+    let initial = <sozu_proto::InitialState as prost::Message>::decode(data.state.as_slice())
         .map_err(|e| anyhow::anyhow!("the state in the upgrade data: {e}"))?;
-    Ok((config, loaded.state))
+    let mut state = ConfigState::new();
+    for (i, r) in initial.requests.iter().enumerate() {
+        state.dispatch(&r.content).map_err(|e| anyhow::anyhow!("the state in the upgrade data, record {i}: {e}"))?;
+    }
+    Ok((config, state))
 }
 
 /// `sozu upgrade-check --data-fd N`: run by a master on the binary it is about to

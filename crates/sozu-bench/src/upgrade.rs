@@ -1,0 +1,233 @@
+//! Upgrades: the main upgrade (command sent → the new image answers `status`), a worker
+//! upgrade (command sent → the new worker serves), and `sozu upgrade` (the master then
+//! every worker), with 0, 10k and 100k clusters, against a cold start of a master with
+//! the same state (what an upgrade replaces: a restart); and the connections failed
+//! under TCP load during upgrades.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sozu_proto::request::RequestType as R;
+use sozu_proto::*;
+
+use crate::master::Conn;
+use crate::state::cluster_requests;
+use crate::{Row, Section};
+
+/// An echo backend that answers every connection with what it read.
+fn echo_backend() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                if let Ok(n) = conn.read(&mut buf) {
+                    let _ = conn.write_all(&buf[..n]);
+                }
+            });
+        }
+    });
+    port
+}
+
+struct Running {
+    dir: std::path::PathBuf,
+    child: Child,
+}
+
+impl Running {
+    fn connect(&self) -> Conn {
+        Conn(UnixStream::connect(self.dir.join("sozu.sock")).unwrap())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut c) = UnixStream::connect(self.dir.join("sozu.sock")).map(Conn) {
+            c.send(&R::HardStop(HardStop {}).into());
+        }
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a master with a TCP listener to `backend` and `saved_state`; returns it and
+/// how long it took to answer `status` (a cold start).
+fn start(sozu: &Path, dir: &Path, tcp: u16, backend: u16) -> (Running, Duration) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "command_socket = \"sozu.sock\"\nworker_count = 2\nworker_timeout = 60\nlog_level = \"warn\"\n\
+             saved_state = \"bench.state\"\nmax_connections = 2000\n\
+             [[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{tcp}\"\n\
+             [clusters.load]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:{tcp}\" }}]\n\
+             backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"echo\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.join("sozu.sock"));
+    let started = Instant::now();
+    let child = Command::new(sozu)
+        .args(["start", "-c"])
+        .arg(dir.join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sozu");
+    let running = Running { dir: dir.to_path_buf(), child };
+    loop {
+        if let Ok(stream) = UnixStream::connect(dir.join("sozu.sock")) {
+            let mut c = Conn(stream);
+            c.call(&R::Status(Status {}).into());
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "master did not start");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (running, started.elapsed())
+}
+
+/// TCP round trips through `port` in a loop: (successes, failures).
+fn load(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize)> {
+    std::thread::spawn(move || {
+        let ok = AtomicUsize::new(0);
+        let mut failed = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let done = (|| -> std::io::Result<bool> {
+                let mut s = TcpStream::connect(("127.0.0.1", port))?;
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"ping")?;
+                let mut buf = [0u8; 4];
+                s.read_exact(&mut buf)?;
+                Ok(&buf == b"ping")
+            })();
+            match done {
+                Ok(true) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => failed += 1,
+            }
+        }
+        (ok.into_inner(), failed)
+    })
+}
+
+fn worker_ids(c: &mut Conn) -> Vec<u32> {
+    match c.call(&R::ListWorkers(ListWorkers {}).into()).content.and_then(|c| c.content_type) {
+        Some(response_content::ContentType::Workers(w)) => {
+            w.vec.iter().filter(|w| w.run_state == RunState::Running as i32).map(|w| w.id).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+pub fn run(sozu: &Path, quick: bool) -> Section {
+    let sizes: &[usize] = if quick { &[0, 10_000] } else { &[0, 10_000, 100_000] };
+    let backend = echo_backend();
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let dir = std::env::temp_dir().join(format!("sozu-bench-upgrade-{n}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut state = sozu_state::ConfigState::new();
+        for i in 0..n {
+            for r in cluster_requests(i) {
+                state.dispatch(&r).unwrap();
+            }
+        }
+        sozu_state::save_atomic(&dir.join("bench.state"), &state).unwrap();
+        drop(state);
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (running, cold) = start(sozu, &dir, tcp, backend);
+        let stop = Arc::new(AtomicBool::new(false));
+        let traffic = load(tcp, stop.clone());
+        std::thread::sleep(Duration::from_millis(50));
+        let rounds = if n >= 100_000 { 1 } else { 3 };
+        let (mut main, mut worker, mut full) = (Duration::MAX, Duration::MAX, Duration::MAX);
+        let mut upgrades = 0;
+        for _ in 0..rounds {
+            // the master alone, until the new image answers `status`
+            let started = Instant::now();
+            let mut c = running.connect();
+            let answer = c.call(&R::UpgradeMain(UpgradeMain {}).into());
+            assert!(answer.message.contains("Upgrade successful"), "{}", answer.message);
+            running.connect().call(&R::Status(Status {}).into());
+            main = main.min(started.elapsed());
+            upgrades += 1;
+            // one worker, until the new one serves
+            let id = worker_ids(&mut running.connect())[0];
+            let started = Instant::now();
+            running.connect().call(&R::UpgradeWorker(id).into());
+            worker = worker.min(started.elapsed());
+            upgrades += 1;
+            // `sozu upgrade`: the master, then every worker
+            let started = Instant::now();
+            let mut c = running.connect();
+            c.call(&R::UpgradeMain(UpgradeMain {}).into());
+            for id in worker_ids(&mut c) {
+                c.call(&R::UpgradeWorker(id).into());
+            }
+            full = full.min(started.elapsed());
+            upgrades += 3;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::Relaxed);
+        let (ok, failed) = traffic.join().unwrap();
+        drop(running);
+        let _ = std::fs::remove_dir_all(&dir);
+        let label = if n == 0 { "no cluster".to_string() } else { format!("{n} clusters") };
+        let best = if rounds > 1 { ", best of 3" } else { "" };
+        rows.push(Row {
+            name: format!("main upgrade, {label}: command sent → the new image answers `status`{best}"),
+            ours: ms(main),
+            baseline: format!("{} (cold start of a master with the same state)", ms(cold)),
+            ratio: main.as_secs_f64() / cold.as_secs_f64(),
+            target: "—".into(),
+        });
+        rows.push(Row {
+            name: format!("worker upgrade, {label}: command sent → the new worker serves{best}"),
+            ours: ms(worker),
+            baseline: format!("{} (cold start)", ms(cold)),
+            ratio: worker.as_secs_f64() / cold.as_secs_f64(),
+            target: if n == 10_000 { "≤ 80 ms (Sōzu 2.1: 228 ms)".into() } else { "—".into() },
+        });
+        rows.push(Row {
+            name: format!("`sozu upgrade` (master, then each of 2 workers), {label}{best}"),
+            ours: ms(full),
+            baseline: format!("{} (cold start)", ms(cold)),
+            ratio: full.as_secs_f64() / cold.as_secs_f64(),
+            target: if n == 10_000 { "≤ 150 ms (Sōzu 2.1: 433 ms)".into() } else { "—".into() },
+        });
+        rows.push(Row {
+            name: format!("TCP connections through the proxy during those {upgrades} upgrades, {label}"),
+            ours: format!("{failed} failed"),
+            baseline: format!("{} succeeded", ok),
+            ratio: failed as f64 / (ok + failed).max(1) as f64,
+            target: "0 failed".into(),
+        });
+    }
+    Section {
+        title: "Upgrades (release `sozu` binary, 2 workers, TCP load from a client loop)",
+        baseline: "a cold start of a master with the same saved state (spawn → `status` answered), the restart an upgrade avoids",
+        rows,
+    }
+}
