@@ -193,7 +193,7 @@ impl Master {
             loading: None,
             upgrade: None,
             config_text: String::new(),
-            exe_path: std::env::current_exe().unwrap_or_default(),
+            exe_path: own_path(),
         })
     }
 
@@ -532,4 +532,15 @@ fn open_audit(config: &Config, log: &Logger) -> anyhow::Result<AuditLog> {
         audit = audit.with_json_sink(sink);
     }
     Ok(audit)
+}
+
+/// The path this binary runs from (what `sozu upgrade` re-opens by default). Linux
+/// appends " (deleted)" once the file was replaced; the path is still where the new
+/// binary is.
+fn own_path() -> std::path::PathBuf {
+    let path = std::env::current_exe().unwrap_or_default();
+    match path.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(stripped) => std::path::PathBuf::from(stripped),
+        None => path,
+    }
 }

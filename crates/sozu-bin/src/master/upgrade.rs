@@ -356,6 +356,32 @@ impl Master {
                 },
             );
         }
+        let now = Instant::now();
+        // old workers that were draining go on draining, under a new deadline
+        let draining: Vec<u32> =
+            self.workers.iter().filter(|(_, w)| w.run_state == RunState::Stopping).map(|(id, _)| *id).collect();
+        for id in draining {
+            let task_id = self.next_task_id;
+            self.next_task_id += 1;
+            let task = super::tasks::Task {
+                client: None,
+                kind: super::tasks::TaskKind::UpgradeDrain { old: id, new: id },
+                outstanding: [(id, 1)].into(),
+                asked: vec![id],
+                contents: Default::default(),
+                failures: Default::default(),
+                notes: Default::default(),
+                deadline: Some(now + self.config.soft_stop_timeout),
+                started: now,
+                audit: None,
+            };
+            self.tasks.insert(task_id, task);
+        }
+        // a slot whose worker was waiting to be relaunched is relaunched now
+        let running = self.running_workers();
+        for _ in running..self.config.worker_count as usize {
+            self.relaunch_at.push(now);
+        }
         let pid = std::process::id();
         info!(
             self.log,

@@ -612,6 +612,10 @@ fn a_draining_worker_shows_in_status_and_the_number_of_draining_workers_is_cappe
     assert!(status.contains("STOPPING"), "{status}");
     let refused = m.fails(&["upgrade", "--worker", other]);
     assert!(refused.contains("1 old workers are still draining (max_draining_workers = 1)"), "{refused}");
+    // a main upgrade meanwhile: the new image keeps the old worker draining (and counted)
+    assert!(m.ok(&["-t", "20000", "upgrade", "--main-only"]).contains("Upgrade successful"));
+    assert!(m.ok(&["status"]).contains(&format!("worker {old} draining:")));
+    assert!(m.fails(&["upgrade", "--worker", other]).contains("still draining"));
     // each held connection gets `Connection: close` on its next request; the drain ends
     for c in &mut held {
         assert_eq!(c.get("api.test", "/").status, 200);
