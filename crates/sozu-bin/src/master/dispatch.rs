@@ -249,7 +249,7 @@ impl Master {
         if let Some(kind) = described.event {
             self.emit(kind, Some(&described));
         }
-        self.state_dirty = true;
+        self.state_changed();
         self.reply(token, Response::processing("Processing worker request..."));
         let pending = Pending { token: Some(token), request: ulid, described, sha };
         self.scatter(Some(token), TaskKind::Fanout, &[request], None, Some(pending));

@@ -232,8 +232,9 @@ impl Master {
             return;
         };
         let old = std::mem::replace(&mut self.state, *staged);
-        self.state_dirty = true;
-        info!(self.log, "state loaded: {} records committed on the master and every worker", loading.sent);
+        let sent = loading.sent;
+        self.state_changed();
+        info!(self.log, "state loaded: {sent} records committed on the master and every worker");
         self.emit(EventKind::StateLoaded, None);
         self.send_to_task(task_id, Batch::of(&[step(StagedLoadStep::StageCommit)]), 0);
         // a worker started during the load booted with the old state: send it the difference

@@ -56,7 +56,7 @@ impl Master {
                 self.listeners.http.retain(|(a, _)| kept.contains(a));
                 self.listeners.tcp.retain(|(a, _)| kept.contains(a));
                 self.state = staged;
-                self.state_dirty = true;
+                self.state_changed();
                 // settings that need a restart (socket, buffers, workers) keep their value
                 self.config.listeners = config.listeners;
                 self.config.clusters = config.clusters;

@@ -125,6 +125,11 @@ pub struct Master {
     pub(super) config_text: String,
     /// The path this binary was started from (the default upgrade binary).
     pub(super) exe_path: std::path::PathBuf,
+    /// Bumped by every change of `state`; keys `initial_state`.
+    pub(super) state_generation: u64,
+    /// The state encoded as a protobuf `InitialState` (what a new worker and the upgrade
+    /// data carry), for the generation it was made at.
+    pub(super) initial_state: Option<(u64, Arc<[u8]>)>,
 }
 
 impl Master {
@@ -194,6 +199,8 @@ impl Master {
             upgrade: None,
             config_text: String::new(),
             exe_path: own_path(),
+            state_generation: 0,
+            initial_state: None,
         })
     }
 
@@ -253,6 +260,32 @@ impl Master {
                 return clean;
             }
         }
+    }
+
+    /// Every change of the state goes through here: saved by `automatic_state_save`,
+    /// and the encoded initial state made again when next needed.
+    pub(super) fn state_changed(&mut self) {
+        self.state_dirty = true;
+        self.state_generation += 1;
+    }
+
+    /// The state as a protobuf `InitialState`, encoded once per state generation (two
+    /// workers started in a row, or an upgrade, share it).
+    pub(super) fn initial_state_bytes(&mut self) -> Arc<[u8]> {
+        if let Some((generation, bytes)) = &self.initial_state
+            && *generation == self.state_generation
+        {
+            return Arc::clone(bytes);
+        }
+        let mut requests = Vec::with_capacity(self.state.request_count());
+        let mut index = 0;
+        self.state.visit_requests(|content| {
+            requests.push(sozu_proto::WorkerRequest { id: format!("SAVE-{index}"), content });
+            index += 1;
+        });
+        let bytes: Arc<[u8]> = Arc::from(prost::Message::encode_to_vec(&sozu_proto::InitialState { requests }));
+        self.initial_state = Some((self.state_generation, Arc::clone(&bytes)));
+        bytes
     }
 
     fn next_timeout(&self) -> Option<Duration> {

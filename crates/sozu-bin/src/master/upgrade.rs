@@ -67,14 +67,10 @@ impl Master {
     }
 
     /// The upgrade data for the current master, `client` being the requester.
-    fn upgrade_data(&self, client: Option<i32>) -> UpgradeData {
+    fn upgrade_data(&mut self, client: Option<i32>) -> UpgradeData {
         // the state as the workers get it at boot: a protobuf InitialState (parsed in
         // a few ms, where the JSON state file would take ten times longer)
-        let mut requests = Vec::with_capacity(self.state.request_count());
-        self.state.visit_requests(|content| {
-            requests.push(sozu_proto::WorkerRequest { id: String::new(), content });
-        });
-        let state = prost::Message::encode_to_vec(&sozu_proto::InitialState { requests });
+        let state = self.initial_state_bytes().to_vec();
         let listeners = [("http", &self.listeners.http), ("tcp", &self.listeners.tcp)]
             .into_iter()
             .flat_map(|(protocol, list)| {

@@ -11,13 +11,10 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-use prost::Message;
 use slog::{error, info, warn};
 use sozu_channel::{BlockingChannel, Channel, ChannelError, FrameError};
 use sozu_proto::request::RequestType as R;
-use sozu_proto::{
-    EncodedWorkerRequest, EventKind, InitialState, RunState, ServerConfig, Status, WorkerRequest, WorkerResponse,
-};
+use sozu_proto::{EncodedWorkerRequest, EventKind, RunState, ServerConfig, Status, WorkerResponse};
 use sozu_scm_socket::ScmSocket;
 
 use super::batch::Cursor;
@@ -102,13 +99,9 @@ impl Master {
 
         // the initial state, as Sōzu passes it: protobuf InitialState in an unlinked file
         let mut state_file = tempfile::tempfile()?;
-        let mut requests = Vec::with_capacity(self.state.request_count());
-        let mut index = 0;
-        self.state.visit_requests(|content| {
-            requests.push(WorkerRequest { id: format!("SAVE-{index}"), content });
-            index += 1;
-        });
-        state_file.write_all(&InitialState { requests }.encode_to_vec())?;
+        let initial = self.initial_state_bytes();
+        state_file.write_all(&initial)?;
+        let index = self.state.request_count();
         state_file.rewind()?;
 
         for fd in [worker_end.as_fd(), worker_scm.as_fd(), state_file.as_fd()] {
