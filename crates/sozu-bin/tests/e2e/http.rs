@@ -122,6 +122,14 @@ fn serve(name: &str, index: usize, conn: TcpStream) {
                 let _ = w.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close");
                 return;
             }
+            "/once" => {
+                // keep-alive promised; the next request on this connection is read, then
+                // the connection is closed without an answer (a backend's idle timeout
+                // racing with the proxy's reuse)
+                ok(&mut w, format!("{name} conn={index} once").as_bytes());
+                let _ = read_head(&mut r);
+                return;
+            }
             "/die" => {
                 let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial");
                 return;
@@ -299,6 +307,15 @@ fn http_bodies_stream_in_both_framings_and_answers_keep_their_framing() {
     assert_eq!(cont.status, 100);
     c.send(b"xyz");
     assert!(c.answer().unwrap().text().contains("PUT /up len=3 sum=363"));
+    // a backend that closes a reused keep-alive connection instead of answering: the
+    // request is replayed on a fresh connection to the same backend
+    let first = c.get("api.test", "/once").text();
+    let second = c.get("api.test", "/again");
+    assert_eq!(second.status, 200, "{}", second.text());
+    let (a, b) = (first.split_whitespace().collect::<Vec<_>>(), second.text());
+    let b: Vec<&str> = b.split_whitespace().collect();
+    assert_eq!(a[0], b[0], "same backend");
+    assert_ne!(a[1], b[1], "a fresh connection: {first} / {}", b.join(" "));
     // a chunked response, passed through chunked
     let a = c.get("api.test", "/chunked");
     assert_eq!((a.status, a.text().as_str()), (200, "hello, world"));

@@ -96,6 +96,10 @@ struct Exchange {
     answered: bool,
     /// Close the client connection after this response.
     close: bool,
+    /// The request head, kept while it went to a reused backend connection (and has no
+    /// body): if the backend had closed that connection, it is sent again on a fresh
+    /// one (once).
+    replay: Option<Vec<u8>>,
 }
 
 enum Phase {
@@ -455,13 +459,15 @@ impl Session {
         // a keep-alive client stays on its backend connection while it asks the same
         // cluster and that backend is still one of its backends
         let reuse = self.back.as_ref().and_then(|b| {
-            (b.reusable && b.cluster == cluster).then(|| candidates.iter().position(|(id, _)| *id == b.backend))?
+            (b.reusable && !b.eof && !b.hup && b.cluster == cluster)
+                .then(|| candidates.iter().position(|(id, _)| *id == b.backend))?
         });
         if reuse.is_none() {
             self.drop_back(ctx.registry);
         }
         let mut out = Vec::with_capacity(head.len + 256);
         head.write_to_backend(&mut out, self.client, self.listener, &request_id);
+        let replay = (reuse.is_some() && head.framing == super::framing::Framing::None).then(|| out.clone());
         if let Some(index) = reuse {
             if let Some(b) = self.back.as_mut() {
                 candidates.remove(index);
@@ -494,7 +500,30 @@ impl Session {
             upgrade: head.upgrade,
             answered: false,
             close: false,
+            replay,
         });
+    }
+
+    /// The reused backend connection failed before any byte of the response: send the
+    /// request again on a fresh connection to the same backend. False when it cannot
+    /// be replayed (a body, already retried, or the connect fails).
+    fn replay_on_fresh_connection(&mut self, ctx: &Context<'_>) -> bool {
+        let Phase::Exchange(ex) = &mut self.phase else { return false };
+        let Some(replay) = ex.replay.take() else { return false };
+        let Some(old) = self.back.as_ref() else { return false };
+        if !old.inbuf.is_empty() {
+            return false;
+        }
+        let (cluster, mut candidates) = (old.cluster.clone(), vec![(old.backend.clone(), old.addr)]);
+        self.drop_back(ctx.registry);
+        match self.connect(ctx, &cluster, &mut candidates) {
+            Some(mut b) => {
+                b.out = replay;
+                self.back = Some(b);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Connects to the next candidate that accepts a connect call.
@@ -624,6 +653,7 @@ impl Session {
                 moved = true;
             }
             Ok(_) => {}
+            Err(()) if self.replay_on_fresh_connection(ctx) => return Ok(true),
             Err(()) => return self.fail(ctx, 502),
         }
         // from the backend
@@ -667,6 +697,9 @@ impl Session {
             }
         }
         if ex.response.is_none() && b.eof {
+            if b.inbuf.is_empty() && self.replay_on_fresh_connection(ctx) {
+                return Ok(true);
+            }
             return self.fail(ctx, 502);
         }
         let Some(body) = ex.response.as_mut() else { return Ok(moved) };
