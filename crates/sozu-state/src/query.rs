@@ -40,6 +40,11 @@ impl ConfigState {
         self.tcp_frontends.keys().find(|(_, a)| *a == address).map(|(c, _)| c.as_str())
     }
 
+    /// The TCP listener at `address`.
+    pub fn tcp_listener(&self, address: std::net::SocketAddr) -> Option<&sozu_proto::TcpListenerConfig> {
+        self.tcp_listeners.get(&address)
+    }
+
     /// Whether a TCP listener at `address` exists and is active.
     pub fn tcp_listener_active(&self, address: std::net::SocketAddr) -> bool {
         self.tcp_listeners.get(&address).is_some_and(|l| l.active)

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
@@ -54,6 +55,12 @@ struct Session {
     candidates: Vec<(String, SocketAddr)>,
     up: Pipe,
     down: Pipe,
+    /// When bytes last moved (either way), and when the current connect started.
+    last: Instant,
+    connect_started: Instant,
+    /// `front_timeout` (no byte either way) and `connect_timeout` of the listener.
+    idle_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 /// The TCP side of a worker.
@@ -158,7 +165,15 @@ impl TcpProxy {
                 Err(_) => return,
             };
             let Some(cluster) = state.tcp_cluster_for(*addr).map(str::to_string) else { continue };
-            let mut candidates = self.balancer.order(state, &cluster, std::time::Instant::now());
+            let now = Instant::now();
+            let (idle_timeout, connect_timeout) =
+                state.tcp_listener(*addr).map_or((Duration::from_secs(60), Duration::from_secs(3)), |l| {
+                    (
+                        Duration::from_secs(u64::from(l.front_timeout.max(1))),
+                        Duration::from_secs(u64::from(l.connect_timeout.max(1))),
+                    )
+                });
+            let mut candidates = self.balancer.order(state, &cluster, now);
             if candidates.is_empty() {
                 continue; // no backend: the client sees a close
             }
@@ -182,6 +197,10 @@ impl TcpProxy {
                 candidates,
                 up: Pipe::new(),
                 down: Pipe::new(),
+                last: now,
+                connect_started: now,
+                idle_timeout,
+                connect_timeout,
             };
             let _ = registry.register(
                 &mut session.front,
@@ -260,6 +279,9 @@ impl TcpProxy {
             let be = self.backends.entry((s.cluster.clone(), s.backend.clone())).or_default();
             be.bytes_in += b as i64;
             be.bytes_out += d as i64;
+            if progress {
+                s.last = Instant::now();
+            }
             if done || !progress {
                 break;
             }
@@ -289,12 +311,39 @@ impl TcpProxy {
                 s.back_hup = false;
                 s.backend = backend;
                 s.backend_addr = addr;
+                s.connect_started = Instant::now();
                 self.sessions.insert(id, s);
             }
             None => {
                 let _ = registry.deregister(&mut s.front);
             }
         }
+    }
+
+    /// Connects past `connect_timeout` go to the next backend; connections with no
+    /// byte either way for `front_timeout` are closed. Returns when to look again.
+    pub(crate) fn tick(&mut self, registry: &Registry, now: Instant) -> Option<Duration> {
+        let ids: Vec<usize> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get(&id) else { continue };
+            if !s.connected && now >= s.connect_started + s.connect_timeout {
+                if let Some(s) = self.sessions.remove(&id) {
+                    self.retry(registry, id, s);
+                }
+            } else if s.connected
+                && now >= s.last + s.idle_timeout
+                && let Some(mut s) = self.sessions.remove(&id)
+            {
+                let _ = registry.deregister(&mut s.front);
+                let _ = registry.deregister(&mut s.back);
+                self.balancer.closed(&s.cluster, &s.backend);
+            }
+        }
+        self.sessions
+            .values()
+            .map(|s| if s.connected { s.last + s.idle_timeout } else { s.connect_started + s.connect_timeout })
+            .min()
+            .map(|t| t.saturating_duration_since(now).max(Duration::from_millis(10)))
     }
 
     /// Counters for `QueryMetrics`.

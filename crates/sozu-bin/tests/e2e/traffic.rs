@@ -158,3 +158,19 @@ fn a_worker_upgrade_under_traffic_loses_no_connection() {
     // an unknown worker: a clear failure, nothing changes
     assert!(m.fails(&["upgrade", "--worker", "9"]).contains("Worker 9 does not exist"));
 }
+
+#[test]
+fn an_idle_tcp_connection_is_closed_at_the_front_timeout() {
+    let m = tcp_master("tcpidle");
+    m.ok(&["listener", "tcp", "update", "-a", &format!("127.0.0.1:{}", m.tcp_port), "--front-timeout", "1"]);
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", m.tcp_port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 8];
+    // the backends answer on half-close only: nothing comes back, the proxy closes
+    assert_eq!(idle.read(&mut buf).unwrap(), 0, "closed by the proxy");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    // a busy connection is not affected
+    assert!(tcp_call(m.tcp_port, b"still").unwrap().ends_with(":still"));
+}
