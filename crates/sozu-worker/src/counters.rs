@@ -17,6 +17,8 @@ pub(crate) struct Counters {
     /// Answers of our own, by class.
     pub errors_4xx: i64,
     pub errors_5xx: i64,
+    /// Connections closed at once: over `max_connections` / `max_buffers`.
+    pub refused: i64,
 }
 
 impl Counters {
@@ -28,6 +30,7 @@ impl Counters {
         self.requests += o.requests;
         self.errors_4xx += o.errors_4xx;
         self.errors_5xx += o.errors_5xx;
+        self.refused += o.refused;
     }
 
     fn metrics(&self) -> BTreeMap<String, FilteredMetrics> {
@@ -40,6 +43,7 @@ impl Counters {
             ("requests".to_string(), count(self.requests)),
             ("http_errors_4xx".to_string(), count(self.errors_4xx)),
             ("http_errors_5xx".to_string(), count(self.errors_5xx)),
+            ("connections_refused".to_string(), count(self.refused)),
         ])
     }
 }

@@ -74,6 +74,32 @@ pub struct WorkerArgs {
 /// message for an invalid filter.
 pub type SetLevel = Box<dyn Fn(&str) -> Result<(), String>>;
 
+/// Buffer and connection limits, from the master's `ServerConfig` (`buffer_size`,
+/// `max_buffers`, `max_connections`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProxyLimits {
+    /// Most bytes buffered per direction of a connection.
+    pub buffer_size: usize,
+    /// Most open client connections (TCP and HTTP together): `max_connections`, and
+    /// `max_buffers` / 2 (two buffers per connection).
+    pub max_sessions: usize,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        ProxyLimits { buffer_size: 16 * 1024, max_sessions: 10_000 }
+    }
+}
+
+impl ProxyLimits {
+    fn of(config: &ServerConfig) -> ProxyLimits {
+        ProxyLimits {
+            buffer_size: (config.buffer_size as usize).clamp(1024, 1 << 20),
+            max_sessions: (config.max_connections.min(config.max_buffers / 2) as usize).max(1),
+        }
+    }
+}
+
 /// Runs the HTTP/1.1 head parsers and body framing over arbitrary bytes; for the
 /// fuzz target `http_parser` only.
 #[doc(hidden)]
@@ -145,6 +171,7 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
 
     let channel = boot.into_nonblocking::<WorkerResponse, WorkerRequest>()?;
     (set_level)(&config.log_level).unwrap_or_else(|e| warn!(log, "log_level from the master: {e}"));
+    let limits = ProxyLimits::of(&config);
     let mut worker = Worker {
         id: args.id,
         config,
@@ -155,8 +182,8 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
         scm,
         log: log.clone(),
         set_level,
-        proxy: tcp::TcpProxy::new(),
-        http: http::HttpProxy::new(args.id),
+        proxy: tcp::TcpProxy::new(limits),
+        http: http::HttpProxy::new(args.id, limits),
     };
     worker.event_loop(channel)
 }
@@ -288,6 +315,9 @@ impl Worker {
             for event in events.iter() {
                 if event.token() != Token(0) {
                     // HTTP first: its session tokens are above the TCP ones
+                    // each proxy admits connections up to the shared limit
+                    self.http.others = self.proxy.sessions();
+                    self.proxy.others = self.http.sessions();
                     let closed = event.is_read_closed() || event.is_error();
                     let readable = event.is_readable() || closed;
                     if !self.http.handle_event(poll.registry(), &self.state, event.token(), readable, closed) {

@@ -19,7 +19,6 @@ use crate::counters::{Counters, Sheet};
 /// `SESSION_BASE`.
 pub(crate) const LISTENER_BASE: usize = 1_000;
 const SESSION_BASE: usize = 1_000_000;
-const BUFFER: usize = 16 * 1024;
 
 /// Bytes waiting to go from one socket to the other.
 struct Pipe {
@@ -33,8 +32,8 @@ struct Pipe {
 }
 
 impl Pipe {
-    fn new() -> Self {
-        Self { buf: vec![0; BUFFER].into_boxed_slice(), start: 0, end: 0, eof: false, shut: false }
+    fn new(size: usize) -> Self {
+        Self { buf: vec![0; size].into_boxed_slice(), start: 0, end: 0, eof: false, shut: false }
     }
 }
 
@@ -72,6 +71,10 @@ pub(crate) struct TcpProxy {
     /// Load balancing and backend health.
     pub(crate) balancer: Balancer,
     pub accepting: bool,
+    /// Buffer size and connection limits from the worker's configuration.
+    limits: crate::ProxyLimits,
+    /// Connections open in the other proxy (the limit is shared).
+    pub(crate) others: usize,
     total: Counters,
     clusters: BTreeMap<String, Counters>,
     backends: BTreeMap<(String, String), Counters>,
@@ -84,8 +87,8 @@ impl std::fmt::Debug for TcpProxy {
 }
 
 impl TcpProxy {
-    pub(crate) fn new() -> Self {
-        Self { accepting: true, ..Default::default() }
+    pub(crate) fn new(limits: crate::ProxyLimits) -> Self {
+        Self { accepting: true, limits, ..Default::default() }
     }
 
     /// Backend health events for the master.
@@ -164,6 +167,12 @@ impl TcpProxy {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return,
             };
+            if self.sessions.len() + self.others >= self.limits.max_sessions {
+                // over max_connections / max_buffers: closed at once
+                self.total.refused += 1;
+                drop(front);
+                continue;
+            }
             let Some(cluster) = state.tcp_cluster_for(*addr).map(str::to_string) else { continue };
             let now = Instant::now();
             let (idle_timeout, connect_timeout) =
@@ -195,8 +204,8 @@ impl TcpProxy {
                 backend: back.0,
                 backend_addr: back.2,
                 candidates,
-                up: Pipe::new(),
-                down: Pipe::new(),
+                up: Pipe::new(self.limits.buffer_size),
+                down: Pipe::new(self.limits.buffer_size),
                 last: now,
                 connect_started: now,
                 idle_timeout,

@@ -644,3 +644,27 @@ fn a_draining_worker_shows_in_status_and_the_number_of_draining_workers_is_cappe
     }
     assert!(m.ok(&["-t", "20000", "upgrade", "--worker", other]).contains(&format!("replaced worker {other}")));
 }
+
+#[test]
+fn connections_over_max_connections_are_closed_at_once_and_counted() {
+    let (m, _, _) = http_master("httplimit", "max_connections = 3\n");
+    // 2 workers × 3: at most 6 connections are held open at once
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..12 {
+        let mut c = Client::connect(m.http_port);
+        c.send(b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n");
+        match c.answer() {
+            Some(a) if a.status == 200 => held.push(c),
+            _ => refused += 1,
+        }
+    }
+    assert!(held.len() <= 6 && refused >= 6, "held {} refused {refused}", held.len());
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "metrics", "get"])).unwrap();
+    let counted = v["METRICS"]["proxying"]["connections_refused"]["inner"]["COUNT"].as_i64().unwrap_or(0);
+    assert_eq!(counted, refused as i64, "{v}");
+    // once connections end, new ones are served again
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(Client::connect(m.http_port).get("api.test", "/").status, 200);
+}

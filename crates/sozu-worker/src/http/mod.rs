@@ -107,6 +107,10 @@ pub(crate) struct HttpProxy {
     worker: u32,
     /// Every read goes through this zeroed buffer (see `session::read_into`).
     scratch: Vec<u8>,
+    /// Buffer size and connection limits from the worker's configuration.
+    pub(crate) limits: crate::ProxyLimits,
+    /// Connections open in the other proxy (the limit is shared).
+    pub(crate) others: usize,
 }
 
 impl std::fmt::Debug for HttpProxy {
@@ -116,8 +120,8 @@ impl std::fmt::Debug for HttpProxy {
 }
 
 impl HttpProxy {
-    pub(crate) fn new(worker: u32) -> Self {
-        Self { accepting: true, worker, scratch: vec![0; 64 * 1024], ..Default::default() }
+    pub(crate) fn new(worker: u32, limits: crate::ProxyLimits) -> Self {
+        Self { accepting: true, worker, scratch: vec![0; 64 * 1024], limits, ..Default::default() }
     }
 
     /// Open client connections.
@@ -225,6 +229,11 @@ impl HttpProxy {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return,
             };
+            if self.sessions.len() + self.others >= self.limits.max_sessions {
+                // over max_connections / max_buffers: closed at once
+                self.total.refused += 1;
+                continue;
+            }
             let _ = front.set_nodelay(true);
             let id = self.next_session;
             self.next_session += 1;
@@ -275,6 +284,7 @@ impl HttpProxy {
             route: None,
             now: Instant::now(),
             scratch: &mut self.scratch,
+            buf: self.limits.buffer_size,
         };
         loop {
             let step = s.step(&mut ctx);

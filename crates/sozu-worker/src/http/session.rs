@@ -13,9 +13,6 @@ use super::answers::{Custom, answer_with};
 use super::framing::BodyTracker;
 use super::head::{MAX_HEAD, Parsed, RequestHead, parse_request, parse_response};
 
-/// Most bytes waiting to be written to one side before reading from the other stops.
-const BUF: usize = 16 * 1024;
-
 /// What the proxy gives a session for one `step`.
 pub(super) struct Context<'a> {
     pub registry: &'a Registry,
@@ -26,6 +23,9 @@ pub(super) struct Context<'a> {
     pub now: Instant,
     /// A zeroed buffer every read goes through.
     pub scratch: &'a mut [u8],
+    /// Most bytes waiting to be written to one side before reading from the other
+    /// stops (`buffer_size` of the worker's configuration).
+    pub buf: usize,
 }
 
 /// Where the proxy sent a request.
@@ -335,7 +335,13 @@ impl Session {
             let mut sink = Vec::new();
             return loop {
                 sink.clear();
-                match read_into(&mut self.front, (&mut self.front_ready, self.front_hup), &mut sink, BUF, ctx.scratch) {
+                match read_into(
+                    &mut self.front,
+                    (&mut self.front_ready, self.front_hup),
+                    &mut sink,
+                    ctx.buf,
+                    ctx.scratch,
+                ) {
                     Io::Read(_) => continue,
                     Io::Blocked => break Step::Idle,
                     Io::Eof | Io::Failed => break Step::Closed,
@@ -351,11 +357,11 @@ impl Session {
         let wants_more = match &self.phase {
             _ if self.closing || self.front_eof => false,
             Phase::Head => self.inbuf.len() < MAX_HEAD,
-            Phase::Exchange(ex) => !ex.request.done() && self.inbuf.len() < BUF,
-            Phase::Tunnel => self.inbuf.len() < BUF,
+            Phase::Exchange(ex) => !ex.request.done() && self.inbuf.len() < ctx.buf,
+            Phase::Tunnel => self.inbuf.len() < ctx.buf,
         };
         if wants_more {
-            let limit = if matches!(self.phase, Phase::Head) { MAX_HEAD } else { BUF };
+            let limit = if matches!(self.phase, Phase::Head) { MAX_HEAD } else { ctx.buf };
             match read_into(
                 &mut self.front,
                 (&mut self.front_ready, self.front_hup),
@@ -631,8 +637,8 @@ impl Session {
         let Phase::Exchange(ex) = &mut self.phase else { return Ok(false) };
         let Some(b) = self.back.as_mut() else { return Err(()) };
         // request body: from the client's bytes to the backend's queue
-        if !ex.request.done() && b.out.len() < BUF && !self.inbuf.is_empty() {
-            let room = (BUF - b.out.len()).min(self.inbuf.len());
+        if !ex.request.done() && b.out.len() < ctx.buf && !self.inbuf.is_empty() {
+            let room = (ctx.buf - b.out.len()).min(self.inbuf.len());
             let Ok(n) = ex.request.feed(&self.inbuf[..room]) else { return self.fail(ctx, 400) };
             b.out.extend(self.inbuf.drain(..n));
             moved |= n > 0;
@@ -657,8 +663,8 @@ impl Session {
             Err(()) => return self.fail(ctx, 502),
         }
         // from the backend
-        if !b.eof && self.out.len() < BUF {
-            match read_into(&mut b.stream, (&mut b.ready, b.hup), &mut b.inbuf, BUF, ctx.scratch) {
+        if !b.eof && self.out.len() < ctx.buf {
+            match read_into(&mut b.stream, (&mut b.ready, b.hup), &mut b.inbuf, ctx.buf, ctx.scratch) {
                 Io::Read(_) => moved = true,
                 Io::Eof => {
                     b.eof = true;
@@ -703,8 +709,8 @@ impl Session {
             return self.fail(ctx, 502);
         }
         let Some(body) = ex.response.as_mut() else { return Ok(moved) };
-        if !body.done() && self.out.len() < BUF && !b.inbuf.is_empty() {
-            let room = (BUF - self.out.len()).min(b.inbuf.len());
+        if !body.done() && self.out.len() < ctx.buf && !b.inbuf.is_empty() {
+            let room = (ctx.buf - self.out.len()).min(b.inbuf.len());
             let Ok(n) = body.feed(&b.inbuf[..room]) else { return Err(()) };
             self.out.extend(b.inbuf.drain(..n));
             moved |= n > 0;
@@ -733,7 +739,7 @@ impl Session {
     fn tunnel(&mut self, ctx: &mut Context<'_>) -> Result<bool, ()> {
         let Some(b) = self.back.as_mut() else { return Err(()) };
         let mut moved = false;
-        if b.out.len() < BUF && !self.inbuf.is_empty() {
+        if b.out.len() < ctx.buf && !self.inbuf.is_empty() {
             b.out.append(&mut self.inbuf);
             moved = true;
         }
@@ -741,8 +747,8 @@ impl Session {
             Ok(n) => moved |= n > 0,
             Err(()) => return Err(()),
         }
-        if !b.eof && self.out.len() < BUF {
-            match read_into(&mut b.stream, (&mut b.ready, b.hup), &mut b.inbuf, BUF, ctx.scratch) {
+        if !b.eof && self.out.len() < ctx.buf {
+            match read_into(&mut b.stream, (&mut b.ready, b.hup), &mut b.inbuf, ctx.buf, ctx.scratch) {
                 Io::Read(_) => moved = true,
                 Io::Eof | Io::Failed => b.eof = true,
                 Io::Blocked => {}
