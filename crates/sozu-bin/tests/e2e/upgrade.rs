@@ -13,6 +13,17 @@ fn listen_inode(port: u16) -> Option<String> {
     })
 }
 
+/// The inodes of the sockets in a process's fd table.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// TCP calls in a loop until told to stop: (successes, failures).
 fn traffic(
     port: u16,
@@ -43,7 +54,7 @@ fn main_upgrades_under_traffic_keep_the_pid_workers_sockets_and_state_and_lose_n
     let fds = count_fds(pid);
     let (stop, handle) = traffic(m.tcp_port);
     std::thread::sleep(Duration::from_millis(100));
-    for generation in 1..=10 {
+    for generation in 1..=50 {
         let out = m.ok(&["-t", "20000", "upgrade", "--main-only"]);
         assert!(out.contains(&format!("runs the main process (pid {pid}, boot generation {generation})")), "{out}");
     }
@@ -62,7 +73,11 @@ fn main_upgrades_under_traffic_keep_the_pid_workers_sockets_and_state_and_lose_n
     }
     assert_eq!(listen_inode(m.tcp_port).as_deref(), Some(inode.as_str()));
     assert_eq!(m.ok(&["-j", "cluster", "list"]), hashes);
-    assert_eq!(count_fds(pid), fds, "no fd leaked by 10 upgrades");
+    assert_eq!(count_fds(pid), fds, "no fd leaked by 50 upgrades");
+    // the workers accept on that very socket (it is in their fd tables)
+    for w in &workers {
+        assert!(socket_inodes(*w as u32).contains(&inode), "worker {w} holds the listener {inode}");
+    }
     assert_eq!(children_of(pid).len(), 2, "no process left behind");
     // after the upgrade: supervision works (a killed worker is reaped and relaunched)
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(workers[0]), nix::sys::signal::SIGKILL).unwrap();
@@ -74,7 +89,12 @@ fn main_upgrades_under_traffic_keep_the_pid_workers_sockets_and_state_and_lose_n
     assert!(!Path::new(&format!("/proc/{}", workers[0])).exists(), "the killed worker was reaped");
     // plain `sozu upgrade`: the master, then every worker one by one
     let out = m.ok(&["-t", "20000", "upgrade"]);
-    assert!(out.contains("boot generation 11") && out.matches("replaced worker").count() == 2, "{out}");
+    assert!(out.contains("boot generation 51") && out.matches("replaced worker").count() == 2, "{out}");
+    // the new workers got the master's own listening socket, not new ones
+    assert_eq!(listen_inode(m.tcp_port).as_deref(), Some(inode.as_str()));
+    for w in m.worker_pids() {
+        assert!(socket_inodes(w as u32).contains(&inode), "new worker {w} holds the listener {inode}");
+    }
     assert_eq!(tcp_call(m.tcp_port, b"after").unwrap().split_once(':').unwrap().1, "after");
     assert!(m.log().contains("main upgrade done"));
     let audit = std::fs::read_to_string(m.dir.join("audit.json")).unwrap();
