@@ -41,10 +41,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
-use prost::Message;
 use slog::{Logger, error, info, warn};
 use sozu_channel::{BlockingChannel, Channel, ChannelError, FrameError, Limits};
-use sozu_proto::{InitialState, ServerConfig, WorkerRequest, WorkerResponse};
+use sozu_proto::{ServerConfig, WorkerRequest, WorkerResponse};
 use sozu_scm_socket::{Listeners, ScmSocket, adopt_inherited_fd};
 use sozu_state::ConfigState;
 
@@ -153,21 +152,17 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
     let mut bytes = Vec::new();
     state_file.read_to_end(&mut bytes)?;
     drop(state_file);
-    let initial = InitialState::decode(bytes.as_slice()).map_err(|e| boot_error("decoding the initial state", e))?;
+    // one request at a time: the decoded requests are never all held beside the state
     let mut state = ConfigState::new();
-    for request in &initial.requests {
+    let count = sozu_proto::for_each_initial_request(&bytes, |request| {
         if let Err(e) = state.dispatch(&request.content) {
             warn!(log, "initial state request {} not applied: {e}", request.id);
         }
-    }
+    })
+    .map_err(|e| boot_error("decoding the initial state", e))?;
+    drop(bytes);
     let listeners = scm.recv_listeners(Some(BOOT_STEP_TIMEOUT)).map_err(|e| boot_error("receiving listeners", e))?;
-    info!(
-        log,
-        "worker {} booted: {} requests of initial state, {} listeners",
-        args.id,
-        initial.requests.len(),
-        listeners.len()
-    );
+    info!(log, "worker {} booted: {} requests of initial state, {} listeners", args.id, count, listeners.len());
 
     let channel = boot.into_nonblocking::<WorkerResponse, WorkerRequest>()?;
     (set_level)(&config.log_level).unwrap_or_else(|e| warn!(log, "log_level from the master: {e}"));

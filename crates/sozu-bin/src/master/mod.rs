@@ -179,11 +179,20 @@ fn read_upgrade_data(fd: i32) -> anyhow::Result<sozu_upgrade::UpgradeData> {
 fn upgrade_contents(data: &sozu_upgrade::UpgradeData) -> anyhow::Result<(Config, ConfigState)> {
     let config = Config::parse(&data.config_text, Path::new(&data.config_path))
         .map_err(|e| anyhow::anyhow!("the configuration in the upgrade data: {e}"))?;
-    let initial = <sozu_proto::InitialState as prost::Message>::decode(data.state.as_slice())
-        .map_err(|e| anyhow::anyhow!("the state in the upgrade data: {e}"))?;
     let mut state = ConfigState::new();
-    for (i, r) in initial.requests.iter().enumerate() {
-        state.dispatch(&r.content).map_err(|e| anyhow::anyhow!("the state in the upgrade data, record {i}: {e}"))?;
+    let mut failed = None;
+    let mut index = 0;
+    sozu_proto::for_each_initial_request(&data.state, |r| {
+        if failed.is_none()
+            && let Err(e) = state.dispatch(&r.content)
+        {
+            failed = Some(format!("record {index}: {e}"));
+        }
+        index += 1;
+    })
+    .map_err(|e| anyhow::anyhow!("the state in the upgrade data: {e}"))?;
+    if let Some(why) = failed {
+        anyhow::bail!("the state in the upgrade data, {why}");
     }
     Ok((config, state))
 }
