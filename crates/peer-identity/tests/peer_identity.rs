@@ -134,7 +134,9 @@ fn a_slow_user_table_never_blocks_the_caller() {
     let start = Instant::now();
     let (mut who, pending) = PeerIdentity::capture(&a, "/run/test.sock", &users);
     let took = start.elapsed();
-    assert!(took < Duration::from_millis(1), "capture took {took:?} while the table takes 2 s");
+    // not a speed measurement: proof that capture does not wait for the 2 s lookup
+    // (the bound is far from 2 s so a loaded machine cannot make it flaky)
+    assert!(took < Duration::from_millis(500), "capture took {took:?} while the table takes 2 s");
     let pending = pending.expect("not cached: pending");
     assert_eq!(who.user, None);
     assert_eq!(who.user_display(), "unknown");
