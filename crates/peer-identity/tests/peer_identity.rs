@@ -158,7 +158,7 @@ fn a_slow_user_table_never_blocks_the_caller() {
     }
     let start = Instant::now();
     let (who, pending) = PeerIdentity::capture(&a, "/run/test.sock", &users);
-    assert!(start.elapsed() < Duration::from_millis(1));
+    assert!(start.elapsed() < Duration::from_millis(500), "served from the cache, not the 2 s table");
     assert!(pending.is_none());
     assert_eq!(who.user_display(), format!("slow{uid}"));
 }
