@@ -74,13 +74,14 @@ pub struct WorkerArgs {
 pub type SetLevel = Box<dyn Fn(&str) -> Result<(), String>>;
 
 /// Buffer and connection limits, from the master's `ServerConfig` (`buffer_size`,
-/// `max_buffers`, `max_connections`).
+/// `max_connections`). `max_buffers` is not applied: in Sōzu it bounds the buffers of
+/// *active* connections (idle ones hold none), which needs a buffer pool we do not have
+/// yet; applying it to every connection would cap a worker at 500 with the defaults.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ProxyLimits {
     /// Most bytes buffered per direction of a connection.
     pub buffer_size: usize,
-    /// Most open client connections (TCP and HTTP together): `max_connections`, and
-    /// `max_buffers` / 2 (two buffers per connection).
+    /// Most open client connections (TCP and HTTP together): `max_connections`.
     pub max_sessions: usize,
 }
 
@@ -94,7 +95,7 @@ impl ProxyLimits {
     fn of(config: &ServerConfig) -> ProxyLimits {
         ProxyLimits {
             buffer_size: (config.buffer_size as usize).clamp(1024, 1 << 20),
-            max_sessions: (config.max_connections.min(config.max_buffers / 2) as usize).max(1),
+            max_sessions: (config.max_connections as usize).max(1),
         }
     }
 }
