@@ -205,6 +205,11 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let value: toml::Table =
             text.parse().map_err(|e: toml::de::Error| err(path.display().to_string(), format!("invalid TOML: {e}")))?;
+        Self::from_table(value, path)
+    }
+
+    /// [`parse`](Self::parse) of an already parsed TOML table.
+    fn from_table(value: toml::Table, path: &Path) -> Result<Config, ConfigError> {
         let mut unknown = Vec::new();
         let file: FileConfig =
             serde_ignored::deserialize(toml::Value::Table(value), |p| unknown.push(p.to_string().replace(".?", "")))
@@ -346,10 +351,11 @@ impl Config {
             .map_err(|e| err(path.display().to_string(), format!("cannot read the configuration file: {e}")))?;
         let table: toml::Table =
             text.parse().map_err(|e: toml::de::Error| err(path.display().to_string(), format!("invalid TOML: {e}")))?;
+        let mut table = table;
         let mut minimal = toml::Table::new();
         for key in ["command_socket", "ctl_command_timeout", "command_buffer_size", "max_command_buffer_size"] {
-            if let Some(v) = table.get(key) {
-                minimal.insert(key.into(), v.clone());
+            if let Some(v) = table.remove(key) {
+                minimal.insert(key.into(), v);
             }
         }
         let absolute = if path.is_absolute() {
@@ -357,7 +363,7 @@ impl Config {
         } else {
             std::env::current_dir().map_err(|e| err("", e.to_string()))?.join(path)
         };
-        Self::parse(&minimal.to_string(), &absolute)
+        Self::from_table(minimal, &absolute)
     }
 
     /// Keys present in the file that this version does not know, as dotted paths.

@@ -396,3 +396,29 @@ proptest! {
         prop_assert_eq!(base, ConfigState::new());
     }
 }
+
+#[test]
+fn dispatch_owned_gives_the_same_state_and_errors_as_dispatch() {
+    let mut requests = load_file(&ConfigState::new(), &fixture("state-1k.state"), 1 << 20).unwrap().requests;
+    // errors too: a duplicate frontend, a backend of an unknown cluster, an empty id
+    let duplicate = requests.iter().find(|r| matches!(r.request_type, Some(R::AddHttpFrontend(_)))).unwrap().clone();
+    requests.push(duplicate);
+    requests.push(
+        R::AddBackend(sozu_proto::AddBackend {
+            cluster_id: "nope".into(),
+            backend_id: "b".into(),
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], 1)).into(),
+            ..Default::default()
+        })
+        .into(),
+    );
+    requests.push(R::AddCluster(sozu_proto::Cluster::default()).into());
+    let (mut by_ref, mut owned) = (ConfigState::new(), ConfigState::new());
+    for r in requests {
+        let a = by_ref.dispatch(&r).map_err(|e| e.to_string());
+        let b = owned.dispatch_owned(r).map_err(|e| e.to_string());
+        assert_eq!(a, b);
+    }
+    assert_eq!(by_ref, owned);
+    assert_eq!(owned.cluster_count(), 1000);
+}

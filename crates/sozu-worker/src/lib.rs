@@ -156,8 +156,9 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
     // one request at a time: the decoded requests are never all held beside the state
     let mut state = ConfigState::new();
     let count = sozu_proto::for_each_initial_request(&bytes, |request| {
-        if let Err(e) = state.dispatch(&request.content) {
-            warn!(log, "initial state request {} not applied: {e}", request.id);
+        let id = request.id;
+        if let Err(e) = state.dispatch_owned(request.content) {
+            warn!(log, "initial state request {id} not applied: {e}");
         }
     })
     .map_err(|e| boot_error("decoding the initial state", e))?;

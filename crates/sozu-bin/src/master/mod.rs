@@ -184,7 +184,7 @@ fn upgrade_contents(data: &sozu_upgrade::UpgradeData) -> anyhow::Result<(Config,
     let mut index = 0;
     sozu_proto::for_each_initial_request(&data.state, |r| {
         if failed.is_none()
-            && let Err(e) = state.dispatch(&r.content)
+            && let Err(e) = state.dispatch_owned(r.content)
         {
             failed = Some(format!("record {index}: {e}"));
         }
