@@ -219,8 +219,11 @@ pub fn upgrade_check(fd: i32) -> anyhow::Result<()> {
 /// `sozu upgraded --data-fd N`: the master after a main upgrade (same pid): adopts the
 /// sockets, listeners and workers, answers the client that asked, and serves.
 pub fn upgraded(fd: i32) -> anyhow::Result<bool> {
-    let data = read_upgrade_data(fd)?;
+    let mut data = read_upgrade_data(fd)?;
     let (config, state) = upgrade_contents(&data)?;
+    // those bytes are the encoded initial state of exactly this state: the next worker
+    // started (an upgrade's) gets them without encoding anything
+    let encoded: std::sync::Arc<[u8]> = std::sync::Arc::from(std::mem::take(&mut data.state));
     let json = config.log_format == sozu_config::LogFormat::Json;
     let (log, level) = crate::logging::build(&config.log_level, &config.log_target, json, "MAIN")
         .with_context(|| format!("cannot open log_target {}", config.log_target))?;
@@ -244,6 +247,7 @@ pub fn upgraded(fd: i32) -> anyhow::Result<bool> {
     let exe = open_own_executable()?;
     let mut master = Master::new(config, log, level, state, (command_socket, dashboard), listeners, exe)?;
     master.config_text = data.config_text.clone();
+    master.initial_state = Some((master.state_generation, encoded));
     master.adopt(&data)?;
     Ok(master.run())
 }
