@@ -156,7 +156,8 @@ fn mean_run(binary: &Path, config: &Path, args: &[&str], runs: u32) -> Duration 
     total / runs
 }
 
-fn rss_of(pid: u32) -> f64 {
+/// Resident memory of a process, in MiB.
+pub(crate) fn rss_of(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

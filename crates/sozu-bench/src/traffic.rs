@@ -74,16 +74,6 @@ fn wrk(wrk: &Path, port: u16, seconds: u32) -> (f64, f64) {
     (rps, p99)
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(f64::NAN)
-        / 1024.0
-}
-
 pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
     let (Some(wrk_bin), Some(nginx), Some(haproxy)) = (which("wrk"), which("nginx"), which("haproxy")) else {
         eprintln!("wrk, nginx or haproxy missing: the data-plane benchmarks are skipped");
@@ -214,7 +204,7 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
     let workers = std::fs::read_to_string(format!("/proc/{}/task/{}/children", procs.0[2].id(), procs.0[2].id()))
         .unwrap_or_default();
     if let Some(worker) = workers.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()) {
-        let before = rss_mib(worker);
+        let before = crate::master::rss_of(worker);
         let n = if quick { 2_000 } else { 10_000 };
         let mut conns = Vec::with_capacity(n);
         for _ in 0..n {
@@ -224,7 +214,7 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
         }
         let mut buf = [0u8; 512];
         let served = conns.iter_mut().map(|s| s.read(&mut buf).is_ok_and(|n| n > 0)).filter(|ok| *ok).count();
-        let after = rss_mib(worker);
+        let after = crate::master::rss_of(worker);
         rows.push(Row {
             name: format!("worker RSS with {served} idle keep-alive connections (one request served on each)"),
             ours: format!(

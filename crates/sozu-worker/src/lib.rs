@@ -31,6 +31,7 @@ mod balancer;
 mod counters;
 mod handle;
 mod http;
+mod listening;
 mod tcp;
 
 use std::collections::VecDeque;

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use sozu_scm_socket::Listeners;
 use sozu_state::ConfigState;
@@ -65,7 +65,7 @@ struct Session {
 /// The TCP side of a worker.
 #[derive(Default)]
 pub(crate) struct TcpProxy {
-    listeners: HashMap<Token, (SocketAddr, TcpListener)>,
+    listeners: crate::listening::Registered,
     sessions: HashMap<usize, Session>,
     next_session: usize,
     /// Load balancing and backend health.
@@ -102,29 +102,10 @@ impl TcpProxy {
 
     /// Registers the active TCP listeners that have a frontend, deregisters the others.
     pub(crate) fn sync_listeners(&mut self, registry: &Registry, state: &ConfigState, listeners: &Listeners) {
-        for (index, (addr, fd)) in listeners.tcp.iter().enumerate() {
-            let token = Token(LISTENER_BASE + index);
-            let wanted = self.accepting && state.tcp_listener_active(*addr) && state.tcp_cluster_for(*addr).is_some();
-            match (wanted, self.listeners.contains_key(&token)) {
-                (true, false) => {
-                    let Ok(dup) = fd.try_clone() else { continue };
-                    let std = std::net::TcpListener::from(dup);
-                    if std.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let mut listener = TcpListener::from_std(std);
-                    if registry.register(&mut listener, token, Interest::READABLE).is_ok() {
-                        self.listeners.insert(token, (*addr, listener));
-                    }
-                }
-                (false, true) => {
-                    if let Some((_, mut l)) = self.listeners.remove(&token) {
-                        let _ = registry.deregister(&mut l);
-                    }
-                }
-                _ => {}
-            }
-        }
+        let accepting = self.accepting;
+        crate::listening::sync(registry, &mut self.listeners, &listeners.tcp, LISTENER_BASE, |addr| {
+            accepting && state.tcp_listener_active(addr) && state.tcp_cluster_for(addr).is_some()
+        });
     }
 
     /// Whether `token` is one of ours, and handles it (`readable`: the event says data

@@ -271,6 +271,25 @@ pub(crate) fn tcp_call(port: u16, body: &[u8]) -> std::io::Result<String> {
     Ok(out)
 }
 
+/// TCP calls through `port` in a loop until told to stop: (successes, failures).
+pub(crate) fn tcp_load(
+    port: u16,
+) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<(usize, Vec<String>)>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, Vec::new());
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match tcp_call(port, b"up") {
+                Ok(a) if a.ends_with(":up") => ok += 1,
+                other => failed.push(format!("{other:?}")),
+            }
+        }
+        (ok, failed)
+    });
+    (stop, handle)
+}
+
 pub(crate) fn tcp_master(name: &str) -> Master {
     tcp_master_with(name, "")
 }

@@ -120,19 +120,7 @@ fn sigterm_under_traffic_lets_in_flight_connections_finish() {
 #[test]
 fn a_worker_upgrade_under_traffic_loses_no_connection() {
     let m = tcp_master("tcpupgrade");
-    let port = m.tcp_port;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let traffic = std::thread::spawn(move || {
-        let (mut ok, mut failed) = (0, Vec::new());
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            match tcp_call(port, b"up") {
-                Ok(a) if a.ends_with(":up") => ok += 1,
-                other => failed.push(format!("{other:?}")),
-            }
-        }
-        (ok, failed)
-    });
+    let (stop, traffic) = tcp_load(m.tcp_port);
     std::thread::sleep(Duration::from_millis(200));
     let before = m.worker_pids();
     let out = m.ok(&["-t", "10000", "upgrade", "--worker", "0"]);

@@ -24,25 +24,6 @@ fn socket_inodes(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// TCP calls in a loop until told to stop: (successes, failures).
-fn traffic(
-    port: u16,
-) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<(usize, Vec<String>)>) {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let (mut ok, mut failed) = (0, Vec::new());
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            match tcp_call(port, b"up") {
-                Ok(a) if a.ends_with(":up") => ok += 1,
-                other => failed.push(format!("{other:?}")),
-            }
-        }
-        (ok, failed)
-    });
-    (stop, handle)
-}
-
 #[test]
 fn main_upgrades_under_traffic_keep_the_pid_workers_sockets_and_state_and_lose_nothing() {
     let m = tcp_master("mainupgrade");
@@ -52,7 +33,7 @@ fn main_upgrades_under_traffic_keep_the_pid_workers_sockets_and_state_and_lose_n
     let workers = m.worker_pids();
     let inode = listen_inode(m.tcp_port).expect("the TCP listener");
     let fds = count_fds(pid);
-    let (stop, handle) = traffic(m.tcp_port);
+    let (stop, handle) = tcp_load(m.tcp_port);
     std::thread::sleep(Duration::from_millis(100));
     for generation in 1..=50 {
         let out = m.ok(&["-t", "20000", "upgrade", "--main-only"]);
@@ -127,7 +108,7 @@ fn broken_main_upgrades_answer_failure_in_time_and_the_old_master_keeps_serving(
         let pid = m.pid();
         let workers = m.worker_pids();
         let hashes = m.ok(&["-j", "cluster", "list"]);
-        let (stop, handle) = traffic(m.tcp_port);
+        let (stop, handle) = tcp_load(m.tcp_port);
         let started = Instant::now();
         let err = m.fails(&["-t", "20000", "upgrade"]);
         assert!(started.elapsed() < Duration::from_secs(5), "{name}: answered in time");

@@ -17,7 +17,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use sozu_scm_socket::Listeners;
 use sozu_state::ConfigState;
@@ -92,7 +91,7 @@ pub(crate) struct Timeouts {
 /// The HTTP side of a worker.
 #[derive(Default)]
 pub(crate) struct HttpProxy {
-    listeners: HashMap<Token, (SocketAddr, TcpListener)>,
+    listeners: crate::listening::Registered,
     sessions: HashMap<usize, Session>,
     next_session: usize,
     /// Load balancing and backend health.
@@ -142,29 +141,10 @@ impl HttpProxy {
     /// Registers the active HTTP listeners, deregisters the others. Called after every
     /// request from the master: it must not walk the clusters.
     pub(crate) fn sync_listeners(&mut self, registry: &Registry, state: &ConfigState, listeners: &Listeners) {
-        for (index, (addr, fd)) in listeners.http.iter().enumerate() {
-            let token = Token(LISTENER_BASE + index);
-            let wanted = self.accepting && state.http_listener_active(*addr);
-            match (wanted, self.listeners.contains_key(&token)) {
-                (true, false) => {
-                    let Ok(dup) = fd.try_clone() else { continue };
-                    let std = std::net::TcpListener::from(dup);
-                    if std.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let mut listener = TcpListener::from_std(std);
-                    if registry.register(&mut listener, token, Interest::READABLE).is_ok() {
-                        self.listeners.insert(token, (*addr, listener));
-                    }
-                }
-                (false, true) => {
-                    if let Some((_, mut l)) = self.listeners.remove(&token) {
-                        let _ = registry.deregister(&mut l);
-                    }
-                }
-                _ => {}
-            }
-        }
+        let accepting = self.accepting;
+        crate::listening::sync(registry, &mut self.listeners, &listeners.http, LISTENER_BASE, |addr| {
+            accepting && state.http_listener_active(addr)
+        });
     }
 
     /// Starts a soft stop: no more accepting; every connection gets `Connection: close`
