@@ -44,6 +44,13 @@ pub enum Command {
     Upgraded {
         #[arg(long = "data-fd")]
         data_fd: i32,
+        /// `EXE_FD:DATA_FD`: the previous binary and the data, to re-execute it if this
+        /// image cannot take over.
+        #[arg(long)]
+        rollback: Option<String>,
+        /// Set on the previous binary re-executed by a failed new image: why it failed.
+        #[arg(long = "rolled-back")]
+        rolled_back: Option<String>,
     },
     /// Internal: run a worker (started by the master).
     #[command(hide = true)]

@@ -55,8 +55,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             master::upgrade_check(*data_fd)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Upgraded { data_fd } => {
-            let clean = master::upgraded(*data_fd)?;
+        Command::Upgraded { data_fd, rollback, rolled_back } => {
+            let clean = master::upgraded(*data_fd, rollback.as_deref(), rolled_back.clone())?;
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Command::Worker { id, fd, scm, configuration_state_fd, command_buffer_size, max_command_buffer_size } => {

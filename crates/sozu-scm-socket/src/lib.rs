@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod inherited;
 mod listeners;
 mod socket;
 
@@ -26,25 +27,4 @@ pub use error::ScmError;
 pub use listeners::{ListenerKind, Listeners};
 pub use socket::{MAX_FDS_PER_MESSAGE, MAX_MANIFEST_BYTES, ScmSocket};
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-
-/// Takes ownership of a descriptor this process inherited by number (from a parent
-/// that passed `--fd N` on the command line). Checks that `raw` is open first, and
-/// sets `FD_CLOEXEC` on it so it does not leak into our own children.
-///
-/// The caller must not adopt the same number twice; nothing else in the process may
-/// own it.
-pub fn adopt_inherited_fd(raw: RawFd) -> std::io::Result<OwnedFd> {
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    if raw < 3 {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("fd {raw} is a standard stream")));
-    }
-    // SAFETY: F_GETFD on any integer is harmless; it fails with EBADF if not open.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-    fcntl(borrowed, FcntlArg::F_GETFD)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, format!("fd {raw}: {e}")))?;
-    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-    // SAFETY: the fd is open (checked above) and, by this function's contract, owned
-    // by no one else in this process.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
+pub use inherited::{SavedFd, adopt_inherited_fd, close_inherited_except};

@@ -9,6 +9,7 @@ mod process;
 mod records;
 mod reload;
 mod server;
+mod takeover;
 mod tasks;
 mod upgrade;
 mod workers;
@@ -25,6 +26,7 @@ use sozu_scm_socket::Listeners;
 use sozu_state::ConfigState;
 
 pub use server::Master;
+pub use takeover::{upgrade_check, upgraded};
 
 /// Removes what boot created if boot fails half-way.
 struct BootGuard {
@@ -164,90 +166,4 @@ fn bind_listeners(config: &Config) -> anyhow::Result<Listeners> {
         kind.push((l.address, OwnedFd::from(socket)));
     }
     Ok(listeners)
-}
-
-/// Reads the upgrade data from the inherited fd `fd`.
-fn read_upgrade_data(fd: i32) -> anyhow::Result<sozu_upgrade::UpgradeData> {
-    use std::io::Read;
-    let mut file = std::fs::File::from(sozu_scm_socket::adopt_inherited_fd(fd).context("the upgrade data fd")?);
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).context("reading the upgrade data")?;
-    Ok(sozu_upgrade::decode(&bytes)?)
-}
-
-/// The configuration and state carried by upgrade data, checked as at boot.
-fn upgrade_contents(data: &sozu_upgrade::UpgradeData) -> anyhow::Result<(Config, ConfigState)> {
-    let config = Config::parse(&data.config_text, Path::new(&data.config_path))
-        .map_err(|e| anyhow::anyhow!("the configuration in the upgrade data: {e}"))?;
-    let mut state = ConfigState::new();
-    let mut failed = None;
-    let mut index = 0;
-    sozu_proto::for_each_initial_request(&data.state, |r| {
-        if failed.is_none()
-            && let Err(e) = state.dispatch_owned(r.content)
-        {
-            failed = Some(format!("record {index}: {e}"));
-        }
-        index += 1;
-    })
-    .map_err(|e| anyhow::anyhow!("the state in the upgrade data: {e}"))?;
-    if let Some(why) = failed {
-        anyhow::bail!("the state in the upgrade data, {why}");
-    }
-    Ok((config, state))
-}
-
-/// `sozu upgrade-check --data-fd N`: run by a master on the binary it is about to
-/// become; says [`upgrade::CHECK_OK`] when it can take the data over.
-pub fn upgrade_check(fd: i32) -> anyhow::Result<()> {
-    let data = read_upgrade_data(fd)?;
-    let (_, state) = upgrade_contents(&data)?;
-    for w in &data.workers {
-        anyhow::ensure!(w.pid > 0, "worker {} has no pid", w.id);
-    }
-    println!(
-        "{} {} (from {}, {} clusters, {} workers)",
-        upgrade::CHECK_OK,
-        env!("CARGO_PKG_VERSION"),
-        data.from_version,
-        state.cluster_count(),
-        data.workers.len()
-    );
-    Ok(())
-}
-
-/// `sozu upgraded --data-fd N`: the master after a main upgrade (same pid): adopts the
-/// sockets, listeners and workers, answers the client that asked, and serves.
-pub fn upgraded(fd: i32) -> anyhow::Result<bool> {
-    let mut data = read_upgrade_data(fd)?;
-    let (config, state) = upgrade_contents(&data)?;
-    // those bytes are the encoded initial state of exactly this state: the next worker
-    // started (an upgrade's) gets them without encoding anything
-    let encoded: std::sync::Arc<[u8]> = std::sync::Arc::from(std::mem::take(&mut data.state));
-    let json = config.log_format == sozu_config::LogFormat::Json;
-    let (log, level) = crate::logging::build(&config.log_level, &config.log_target, json, "MAIN")
-        .with_context(|| format!("cannot open log_target {}", config.log_target))?;
-    let adopt = |fd: i32| sozu_scm_socket::adopt_inherited_fd(fd).with_context(|| format!("inherited fd {fd}"));
-    let command_socket = std::os::unix::net::UnixListener::from(adopt(data.command_socket_fd)?);
-    command_socket.set_nonblocking(true)?;
-    let dashboard = match data.dashboard_fd {
-        Some(fd) => {
-            let socket = std::os::unix::net::UnixListener::from(adopt(fd)?);
-            socket.set_nonblocking(true)?;
-            Some(socket)
-        }
-        None => None,
-    };
-    let mut listeners = Listeners::default();
-    for l in &data.listeners {
-        let address: std::net::SocketAddr = l.address.parse().with_context(|| format!("listener {}", l.address))?;
-        let list = if l.protocol == "http" { &mut listeners.http } else { &mut listeners.tcp };
-        list.push((address, adopt(l.fd)?));
-    }
-    let exe = open_own_executable()?;
-    let mut master = Master::new(config, log, level, state, (command_socket, dashboard), listeners, exe)?;
-    master.config_text = data.config_text.clone();
-    master.initial_state = Some((master.state_generation, encoded));
-    master.adopt(&data)?;
-    Ok(master.run())
 }

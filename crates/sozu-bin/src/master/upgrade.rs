@@ -235,26 +235,21 @@ impl Master {
             return self.fail_upgrade(format!("cannot write the upgrade data: {e}"));
         }
         let error = {
-            let fds: Vec<BorrowedFd<'_>> = self.handover_fds(&data, upgrade.data.as_fd());
+            let mut fds: Vec<BorrowedFd<'_>> = self.handover_fds(&data, upgrade.data.as_fd());
+            // our own binary, for the new image to re-execute if it cannot take over; and
+            // the new binary's fd, which an interpreted file re-opens by its path
+            fds.extend([self.exe.as_fd(), upgrade.bin.as_fd()]);
             match sozu_upgrade::KeptAcrossExec::new(fds) {
                 Err(e) => format!("cannot keep the fds across exec: {e}"),
                 Ok(_keep) => {
-                    let args = [
-                        CString::new("sozu").expect("no NUL"),
-                        CString::new("upgraded").expect("no NUL"),
-                        CString::new("--data-fd").expect("no NUL"),
-                        CString::new(upgrade.data.as_raw_fd().to_string()).expect("no NUL"),
-                    ];
-                    let env: Vec<CString> = std::env::vars_os()
-                        .filter_map(|(k, v)| {
-                            let mut kv = k.into_encoded_bytes();
-                            kv.push(b'=');
-                            kv.extend(v.into_encoded_bytes());
-                            CString::new(kv).ok()
-                        })
+                    let data_fd = upgrade.data.as_raw_fd().to_string();
+                    let rollback = format!("{}:{data_fd}", self.exe.as_raw_fd());
+                    let args: Vec<CString> = ["sozu", "upgraded", "--data-fd", &data_fd, "--rollback", &rollback]
+                        .into_iter()
+                        .map(|a| CString::new(a).expect("no NUL"))
                         .collect();
                     // returns only on failure; `_keep` then restores every flag
-                    let e = nix::unistd::fexecve(upgrade.bin.as_fd(), &args, &env).unwrap_err();
+                    let e = nix::unistd::fexecve(upgrade.bin.as_fd(), &args, &environment()).unwrap_err();
                     format!("exec of {} failed: {e}", upgrade.binary.display())
                 }
             }
@@ -293,139 +288,22 @@ impl Master {
     }
 }
 
+/// This process's environment, for an exec.
+pub(super) fn environment() -> Vec<CString> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv).ok()
+        })
+        .collect()
+}
+
 fn read_pipe(pipe: Option<impl Read>) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some(mut p) = pipe {
         let _ = p.read_to_end(&mut out);
     }
     out
-}
-
-impl Master {
-    /// The new image takes over what the upgrade data names: workers (still our
-    /// children: same pid), id counters, and the client that asked, which gets the OK.
-    pub(super) fn adopt(&mut self, data: &UpgradeData) -> anyhow::Result<()> {
-        use anyhow::Context;
-        use mio::Interest;
-        use sozu_proto::{EncodedWorkerRequest, RunState, WorkerResponse};
-        use std::os::unix::net::UnixStream as StdUnixStream;
-        self.next_worker_id = data.next_worker_id;
-        self.next_task_id = data.next_task_id;
-        self.next_client_id = data.next_client_id;
-        self.boot_generation = data.boot_generation + 1;
-        let limits = self.limits();
-        for w in &data.workers {
-            let adopt =
-                |fd: i32| sozu_scm_socket::adopt_inherited_fd(fd).with_context(|| format!("worker {} fd {fd}", w.id));
-            let parts = (|| -> anyhow::Result<_> {
-                let stream = StdUnixStream::from(adopt(w.channel_fd)?);
-                stream.set_nonblocking(true)?;
-                let channel: sozu_channel::Channel<EncodedWorkerRequest, WorkerResponse> =
-                    sozu_channel::Channel::new(mio::net::UnixStream::from_std(stream), limits, limits);
-                let scm = sozu_scm_socket::ScmSocket::new(StdUnixStream::from(adopt(w.scm_fd)?))?;
-                Ok((channel, scm))
-            })();
-            let (mut channel, scm) = match parts {
-                Ok(parts) => parts,
-                Err(e) => {
-                    // a worker we cannot talk to is of no use: end it, the others go on
-                    error!(self.log, "main upgrade: cannot adopt worker {} (pid {}): {e:#}; killing it", w.id, w.pid);
-                    let mut p = super::process::Process::adopt(w.pid);
-                    let _ = p.kill();
-                    let _ = p.wait();
-                    continue;
-                }
-            };
-            let token = self.token();
-            self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
-            self.worker_tokens.insert(token, w.id);
-            self.workers.insert(
-                w.id,
-                super::workers::WorkerSession {
-                    pid: w.pid,
-                    token,
-                    channel,
-                    outbox: Default::default(),
-                    run_state: RunState::try_from(w.run_state).unwrap_or(RunState::Running),
-                    child: super::process::Process::adopt(w.pid),
-                    scm,
-                },
-            );
-        }
-        let now = Instant::now();
-        // old workers that were draining go on draining, under a new deadline
-        let draining: Vec<u32> =
-            self.workers.iter().filter(|(_, w)| w.run_state == RunState::Stopping).map(|(id, _)| *id).collect();
-        for id in draining {
-            let task_id = self.next_task_id;
-            self.next_task_id += 1;
-            let task = super::tasks::Task {
-                client: None,
-                kind: super::tasks::TaskKind::UpgradeDrain { old: id, new: id },
-                outstanding: [(id, 1)].into(),
-                asked: vec![id],
-                contents: Default::default(),
-                failures: Default::default(),
-                notes: Default::default(),
-                deadline: Some(now + self.config.soft_stop_timeout),
-                started: now,
-                audit: None,
-            };
-            self.tasks.insert(task_id, task);
-        }
-        // a slot whose worker was waiting to be relaunched is relaunched now
-        let running = self.running_workers();
-        for _ in running..self.config.worker_count as usize {
-            self.relaunch_at.push(now);
-        }
-        let pid = std::process::id();
-        info!(
-            self.log,
-            "main upgrade done: sozu {} (from {}) runs as pid {pid}, boot generation {}, {} workers adopted{}",
-            env!("CARGO_PKG_VERSION"),
-            data.from_version,
-            self.boot_generation,
-            data.workers.len(),
-            if data.subscribers > 0 {
-                format!(", {} event subscribers disconnected", data.subscribers)
-            } else {
-                String::new()
-            }
-        );
-        let _ = crate::sd_notify::notify(&format!(
-            "MAINPID={pid}\nREADY=1\nSTATUS={} workers running",
-            self.running_workers()
-        ));
-        let d = super::records::Described {
-            verb: "main_upgraded",
-            target: format!("main:{} generation:{}", env!("CARGO_PKG_VERSION"), self.boot_generation),
-            cluster_id: None,
-            backend_id: None,
-            event: None,
-        };
-        let client = match data.client_fd {
-            Some(fd) => {
-                let stream = StdUnixStream::from(sozu_scm_socket::adopt_inherited_fd(fd)?);
-                stream.set_nonblocking(true)?;
-                self.register_client(mio::net::UnixStream::from_std(stream), false)
-            }
-            None => None,
-        };
-        let _ = self.write_attempt(client, ulid::Ulid::new(), &d, Ok(()), "");
-        if let Some(token) = client {
-            self.reply(
-                token,
-                Response::ok(
-                    format!(
-                        "Upgrade successful: sozu {} runs the main process (pid {pid}, boot generation {})",
-                        env!("CARGO_PKG_VERSION"),
-                        self.boot_generation
-                    ),
-                    None,
-                ),
-            );
-            self.client_writable(token);
-        }
-        Ok(())
-    }
 }
