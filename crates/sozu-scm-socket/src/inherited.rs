@@ -84,9 +84,8 @@ impl SavedFd {
 /// exec'd image inherited but was not told about. Call it before opening anything
 /// else; returns how many were closed.
 pub fn close_inherited_except(keep: &[RawFd]) -> std::io::Result<usize> {
-    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let open: Vec<RawFd> =
+        std::fs::read_dir("/proc/self/fd")?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
     // the directory's own fd was in the listing and is closed now: adopting it fails
     let mut closed = 0;
     for raw in open {

@@ -58,10 +58,10 @@ impl ConfigState {
                 m(h);
             }
         };
-        for f in self.http_frontends.values() {
+        for f in self.http_frontends.values().map(|f| &**f) {
             feed(f.cluster_id.as_deref(), &|h| h.message(f));
         }
-        for f in self.https_frontends.values() {
+        for f in self.https_frontends.values().map(|f| &**f) {
             feed(f.cluster_id.as_deref(), &|h| {
                 h.write(b"https");
                 h.message(f)

@@ -13,12 +13,12 @@ impl ConfigState {
         let keep = |f: &&RequestHttpFrontend| domain.is_none_or(|d| f.hostname.contains(d));
         ListedFrontends {
             http_frontends: if all || filters.http {
-                self.http_frontends.values().filter(keep).cloned().collect()
+                self.http_frontends.values().map(|f| &**f).filter(keep).cloned().collect()
             } else {
                 Vec::new()
             },
             https_frontends: if all || filters.https {
-                self.https_frontends.values().filter(keep).cloned().collect()
+                self.https_frontends.values().map(|f| &**f).filter(keep).cloned().collect()
             } else {
                 Vec::new()
             },
@@ -84,9 +84,9 @@ impl ConfigState {
         let configuration = self.clusters.get(id)?.clone();
         let mine = |f: &&RequestHttpFrontend| f.cluster_id.as_deref() == Some(id);
         Some(ClusterInformation {
-            configuration: Some(configuration),
-            http_frontends: self.http_frontends.values().filter(mine).cloned().collect(),
-            https_frontends: self.https_frontends.values().filter(mine).cloned().collect(),
+            configuration: Some(*configuration),
+            http_frontends: self.http_frontends.values().map(|f| &**f).filter(mine).cloned().collect(),
+            https_frontends: self.https_frontends.values().map(|f| &**f).filter(mine).cloned().collect(),
             tcp_frontends: self.tcp_frontends.iter().filter(|((c, _), _)| c == id).map(|(_, f)| f.clone()).collect(),
             backends: self.backends.get(id).map(|l| l.iter().map(|(b, _)| b.clone()).collect()).unwrap_or_default(),
             udp_frontends: self.udp_frontends.iter().filter(|((c, _), _)| c == id).map(|(_, f)| f.clone()).collect(),
@@ -99,7 +99,8 @@ impl ConfigState {
         let mut ids: Vec<&str> = self
             .http_frontends
             .values()
-            .chain(self.https_frontends.values())
+            .map(|f| &**f)
+            .chain(self.https_frontends.values().map(|f| &**f))
             .filter(|f| f.hostname == hostname && path.is_none_or(|p| f.path.value.starts_with(p)))
             .filter_map(|f| f.cluster_id.as_deref())
             .collect();

@@ -112,17 +112,29 @@ impl std::error::Error for UpgradeError {}
 /// The data as bytes: `sozu-upgrade-data <version>\n`, one line of JSON, then the
 /// state bytes.
 pub fn encode(data: &UpgradeData) -> Vec<u8> {
+    let mut out = encode_header(data);
+    out.extend_from_slice(&data.state);
+    out
+}
+
+/// The bytes before the state (`encode(data)` is these, then `data.state`): a writer
+/// holding the state elsewhere writes this and then its own bytes, without a copy.
+pub fn encode_header(data: &UpgradeData) -> Vec<u8> {
     let mut out = format!("{MAGIC} {VERSION}\n").into_bytes();
     // compact JSON has no raw newline: strings escape theirs
     out.extend(serde_json::to_vec(data).expect("upgrade data is plain data"));
     out.push(b'\n');
-    out.extend_from_slice(&data.state);
     out
 }
 
 /// Parses and checks upgrade data: magic, version, and fds that are plausible (every fd
 /// non-negative and none named twice).
 pub fn decode(bytes: &[u8]) -> Result<UpgradeData, UpgradeError> {
+    decode_owned(bytes.to_vec())
+}
+
+/// [`decode`], keeping the buffer as the state (no copy of the state bytes).
+pub fn decode_owned(mut bytes: Vec<u8>) -> Result<UpgradeData, UpgradeError> {
     let newline = bytes.iter().position(|b| *b == b'\n').ok_or_else(|| UpgradeError("no header line".into()))?;
     let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| UpgradeError("header is not UTF-8".into()))?;
     let version = header
@@ -139,7 +151,8 @@ pub fn decode(bytes: &[u8]) -> Result<UpgradeData, UpgradeError> {
         .ok_or_else(|| UpgradeError("bad upgrade data: no end of the JSON line".into()))?;
     let mut data: UpgradeData =
         serde_json::from_slice(&rest[..end]).map_err(|e| UpgradeError(format!("bad upgrade data: {e}")))?;
-    data.state = rest[end + 1..].to_vec();
+    bytes.drain(..newline + 1 + end + 1);
+    data.state = bytes;
     let fds = data.fds();
     let mut sorted = fds.clone();
     sorted.sort_unstable();
@@ -230,6 +243,10 @@ mod tests {
     fn round_trip_and_refusals() {
         let data = sample();
         assert_eq!(decode(&encode(&data)).unwrap(), data);
+        let mut split = encode_header(&data);
+        split.extend_from_slice(&data.state);
+        assert_eq!(split, encode(&data));
+        assert_eq!(decode_owned(split).unwrap(), data);
         assert_eq!(data.fds(), [3, 4, 8, 5, 6, 7]);
         let mut other = encode(&data);
         other[MAGIC.len() + 1] = b'9';

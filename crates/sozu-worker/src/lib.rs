@@ -151,7 +151,8 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
     let mut boot: BlockingChannel<WorkerResponse, ServerConfig> = BlockingChannel::new(channel, limits, limits)?;
     let config = boot.recv(Some(BOOT_STEP_TIMEOUT)).map_err(|e| boot_error("reading ServerConfig", e))?;
 
-    let mut bytes = Vec::new();
+    let size = state_file.metadata().map_or(0, |m| m.len() as usize);
+    let mut bytes = Vec::with_capacity(size);
     state_file.read_to_end(&mut bytes)?;
     drop(state_file);
     // one request at a time: the decoded requests are never all held beside the state

@@ -29,9 +29,10 @@ use super::{open_own_executable, upgrade};
 fn read_upgrade_data(fd: i32) -> anyhow::Result<sozu_upgrade::UpgradeData> {
     use std::io::Read;
     let mut file = std::fs::File::from(sozu_scm_socket::adopt_inherited_fd(fd).context("the upgrade data fd")?);
-    let mut bytes = Vec::new();
+    let size = file.metadata().map_or(0, |m| m.len() as usize);
+    let mut bytes = Vec::with_capacity(size);
     file.read_to_end(&mut bytes).context("reading the upgrade data")?;
-    Ok(sozu_upgrade::decode(&bytes)?)
+    Ok(sozu_upgrade::decode_owned(bytes)?)
 }
 
 /// The configuration and state carried by upgrade data, checked as at boot.
@@ -322,8 +323,9 @@ impl Master {
                         String::new()
                     }
                 );
-                let message =
-                    format!("Upgrade successful: sozu {version} runs the main process (pid {pid}, boot generation {generation})");
+                let message = format!(
+                    "Upgrade successful: sozu {version} runs the main process (pid {pid}, boot generation {generation})"
+                );
                 ("main_upgraded", Ok(()), Response::ok(message, None))
             }
             Some(why) => {

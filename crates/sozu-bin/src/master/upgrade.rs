@@ -66,11 +66,9 @@ impl Master {
             .then(|| format!("the master is busy ({busy} requests in progress); try again"))
     }
 
-    /// The upgrade data for the current master, `client` being the requester.
-    fn upgrade_data(&mut self, client: Option<i32>) -> UpgradeData {
-        // the state as the workers get it at boot: a protobuf InitialState (parsed in
-        // a few ms, where the JSON state file would take ten times longer)
-        let state = self.initial_state_bytes().to_vec();
+    /// The upgrade data for the current master, `client` being the requester; its state
+    /// is left empty: [`Self::write_upgrade_data`] writes it after.
+    fn upgrade_data(&self, client: Option<i32>) -> UpgradeData {
         let listeners = [("http", &self.listeners.http), ("tcp", &self.listeners.tcp)]
             .into_iter()
             .flat_map(|(protocol, list)| {
@@ -96,7 +94,7 @@ impl Master {
             from_version: env!("CARGO_PKG_VERSION").into(),
             config_path: self.config.config_path.display().to_string(),
             config_text: self.config_text.clone(),
-            state,
+            state: Vec::new(),
             command_socket_fd: self.listener.as_raw_fd(),
             dashboard_fd: self.dashboard.as_ref().map(AsRawFd::as_raw_fd),
             listeners,
@@ -109,6 +107,17 @@ impl Master {
             audit_head: None,
             subscribers: self.clients.values().filter(|c| c.subscribed).count() as u32,
         }
+    }
+
+    /// Writes `data` to `file` from its start, with the state as the workers get it at
+    /// boot: a protobuf InitialState (parsed in a few ms, where the JSON state file
+    /// would take ten times longer), written from the encoded copy the master keeps.
+    fn write_upgrade_data(&mut self, mut file: &File, data: &UpgradeData) -> std::io::Result<()> {
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(&sozu_upgrade::encode_header(data))?;
+        file.write_all(&self.initial_state_bytes())?;
+        file.rewind()
     }
 
     /// `UpgradeMain`: starts the check of the new binary.
@@ -139,14 +148,14 @@ impl Master {
             Some(Conn::Proto(channel)) => Some(channel.stream().as_raw_fd()),
             _ => None,
         };
-        let mut data = tempfile::tempfile()?;
-        data.write_all(&sozu_upgrade::encode(&self.upgrade_data(client)))?;
-        data.rewind()?;
+        let data = tempfile::tempfile()?;
+        self.write_upgrade_data(&data, &self.upgrade_data(client))?;
         let check = {
             // the binary's fd too: an interpreted file re-opens itself by that path
             let _keep = sozu_upgrade::KeptAcrossExec::new([data.as_fd(), bin.as_fd()])?;
             Command::new(format!("/proc/self/fd/{}", bin.as_raw_fd()))
                 .args(["upgrade-check", "--data-fd", &data.as_raw_fd().to_string()])
+                .env("GLIBC_TUNABLES", super::process::boot_tunables())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -223,17 +232,14 @@ impl Master {
             _ => None,
         };
         let data = self.upgrade_data(client);
-        let Some(upgrade) = self.upgrade.as_ref() else { return };
-        let written = (|| -> std::io::Result<()> {
-            let mut f = &upgrade.data;
-            f.set_len(0)?;
-            f.rewind()?;
-            f.write_all(&sozu_upgrade::encode(&data))?;
-            f.rewind()
-        })();
-        if let Err(e) = written {
+        let Some(file) = self.upgrade.as_ref().and_then(|u| u.data.try_clone().ok()) else {
+            return self.fail_upgrade("cannot write the upgrade data: no file".into());
+        };
+        if let Err(e) = self.write_upgrade_data(&file, &data) {
             return self.fail_upgrade(format!("cannot write the upgrade data: {e}"));
         }
+        drop(file);
+        let Some(upgrade) = self.upgrade.as_ref() else { return };
         let error = {
             let mut fds: Vec<BorrowedFd<'_>> = self.handover_fds(&data, upgrade.data.as_fd());
             // our own binary, for the new image to re-execute if it cannot take over; and

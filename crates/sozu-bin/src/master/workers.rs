@@ -116,6 +116,7 @@ impl Master {
             .args(["--configuration-state-fd", &state_file.as_raw_fd().to_string()])
             .args(["--command-buffer-size", &self.config.command_buffer_size.to_string()])
             .args(["--max-command-buffer-size", &self.config.max_command_buffer_size.to_string()])
+            .env("GLIBC_TUNABLES", super::process::boot_tunables())
             .stdin(Stdio::null())
             .spawn();
         // our copies of the child's ends close here whatever happened

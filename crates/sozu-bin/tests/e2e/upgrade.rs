@@ -160,7 +160,9 @@ fn a_new_image_that_fails_after_the_exec_hands_everything_back_to_the_previous_b
     // read, so it fails once it already replaced the old image
     let binary = script(
         "fails-after-exec",
-        &format!("case \"$1\" in\n  upgraded) shift 3; exec {SOZU} upgraded --data-fd 999 \"$@\" ;;\n  *) exec {SOZU} \"$@\" ;;\nesac"),
+        &format!(
+            "case \"$1\" in\n  upgraded) shift 3; exec {SOZU} upgraded --data-fd 999 \"$@\" ;;\n  *) exec {SOZU} \"$@\" ;;\nesac"
+        ),
     );
     let m = tcp_master_with("rollback", &format!("upgrade_binary = \"{}\"\n", binary.display()));
     m.ok(&["cluster", "add", "-i", "kept"]);
