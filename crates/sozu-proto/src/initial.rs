@@ -51,6 +51,20 @@ pub fn for_each_initial_request(
     Ok(count)
 }
 
+/// How many requests the protobuf `InitialState` in `bytes` holds, without decoding them
+/// (a walk over the field keys and lengths).
+pub fn count_initial_requests(mut bytes: &[u8]) -> Result<usize, InitialStateError> {
+    let mut count = 0;
+    while !bytes.is_empty() {
+        let (tag, wire_type) = decode_key(&mut bytes)?;
+        if tag == 1 && wire_type == WireType::LengthDelimited {
+            count += 1;
+        }
+        skip_field(wire_type, tag, &mut bytes, DecodeContext::default())?;
+    }
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +82,8 @@ mod tests {
         let bytes = InitialState { requests: requests.clone() }.encode_to_vec();
         let mut seen = Vec::new();
         assert_eq!(for_each_initial_request(&bytes, |r| seen.push(r)).unwrap(), 50);
+        assert_eq!(count_initial_requests(&bytes).unwrap(), 50);
+        assert!(count_initial_requests(&bytes[..bytes.len() - 1]).is_err());
         assert_eq!(seen, requests);
         assert_eq!(for_each_initial_request(&[], |_| {}).unwrap(), 0);
         assert!(for_each_initial_request(&bytes[..bytes.len() - 3], |_| {}).is_err(), "truncated");

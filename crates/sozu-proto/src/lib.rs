@@ -30,7 +30,7 @@ mod names;
 pub use addr::AddressError;
 pub use command::*;
 pub use encoded::{EncodedWorkerRequest, SharedBytes};
-pub use initial::{InitialStateError, for_each_initial_request};
+pub use initial::{InitialStateError, count_initial_requests, for_each_initial_request};
 pub use names::{request_name, verb_name, verb_tag};
 
 /// Re-export of prost's `Message` trait, for `encode_to_vec` and `decode`.

@@ -242,7 +242,7 @@ impl Master {
         if let Err(e) = self.write_attempt(Some(token), ulid, &described, Ok(()), &sha)
             && let Some(before) = snapshot
         {
-            self.state = before;
+            *self.state = before;
             self.reply(token, Response::failure(format!("refused: the audit record cannot be written ({e})")));
             return;
         }

@@ -231,7 +231,7 @@ impl Master {
         else {
             return;
         };
-        let old = std::mem::replace(&mut self.state, *staged);
+        let old = std::mem::replace(&mut *self.state, *staged);
         let sent = loading.sent;
         self.state_changed();
         info!(self.log, "state loaded: {sent} records committed on the master and every worker");

@@ -9,6 +9,7 @@ mod process;
 mod records;
 mod reload;
 mod server;
+mod state_cell;
 mod takeover;
 mod tasks;
 mod upgrade;

@@ -55,7 +55,7 @@ impl Master {
                 let kept: Vec<std::net::SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
                 self.listeners.http.retain(|(a, _)| kept.contains(a));
                 self.listeners.tcp.retain(|(a, _)| kept.contains(a));
-                self.state = staged;
+                *self.state = staged;
                 self.state_changed();
                 // settings that need a restart (socket, buffers, workers) keep their value
                 self.config.listeners = config.listeners;

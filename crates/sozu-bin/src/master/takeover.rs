@@ -35,14 +35,19 @@ fn read_upgrade_data(fd: i32) -> anyhow::Result<sozu_upgrade::UpgradeData> {
     Ok(sozu_upgrade::decode_owned(bytes)?)
 }
 
-/// The configuration and state carried by upgrade data, checked as at boot.
-fn upgrade_contents(data: &sozu_upgrade::UpgradeData) -> anyhow::Result<(Config, ConfigState)> {
-    let config = Config::parse(&data.config_text, Path::new(&data.config_path))
-        .map_err(|e| anyhow::anyhow!("the configuration in the upgrade data: {e}"))?;
+/// The configuration carried by upgrade data, checked as at boot.
+fn upgrade_config(data: &UpgradeData) -> anyhow::Result<Config> {
+    Config::parse(&data.config_text, Path::new(&data.config_path))
+        .map_err(|e| anyhow::anyhow!("the configuration in the upgrade data: {e}"))
+}
+
+/// The state carried by upgrade data (an encoded `InitialState`), every request applied
+/// as at boot; the first one refused is an error.
+fn upgrade_state(bytes: &[u8]) -> Result<ConfigState, String> {
     let mut state = ConfigState::new();
     let mut failed = None;
     let mut index = 0;
-    sozu_proto::for_each_initial_request(&data.state, |r| {
+    sozu_proto::for_each_initial_request(bytes, |r| {
         if failed.is_none()
             && let Err(e) = state.dispatch_owned(r.content)
         {
@@ -50,18 +55,19 @@ fn upgrade_contents(data: &sozu_upgrade::UpgradeData) -> anyhow::Result<(Config,
         }
         index += 1;
     })
-    .map_err(|e| anyhow::anyhow!("the state in the upgrade data: {e}"))?;
-    if let Some(why) = failed {
-        anyhow::bail!("the state in the upgrade data, {why}");
+    .map_err(|e| format!("the state in the upgrade data: {e}"))?;
+    match failed {
+        Some(why) => Err(format!("the state in the upgrade data, {why}")),
+        None => Ok(state),
     }
-    Ok((config, state))
 }
 
 /// `sozu upgrade-check --data-fd N`: run by a master on the binary it is about to
 /// become; says [`upgrade::CHECK_OK`] when it can take the data over.
 pub fn upgrade_check(fd: i32) -> anyhow::Result<()> {
     let data = read_upgrade_data(fd)?;
-    let (_, state) = upgrade_contents(&data)?;
+    upgrade_config(&data)?;
+    let state = upgrade_state(&data.state).map_err(anyhow::Error::msg)?;
     for w in &data.workers {
         anyhow::ensure!(w.pid > 0, "worker {} has no pid", w.id);
     }
@@ -190,10 +196,17 @@ pub fn upgraded(fd: i32, rollback: Option<&str>, rolled_back: Option<String>) ->
 }
 
 fn take_over(mut data: UpgradeData, rolled_back: Option<&str>) -> anyhow::Result<Master> {
-    let (config, state) = upgrade_contents(&data)?;
+    let config = upgrade_config(&data)?;
     // those bytes are the encoded initial state of exactly this state: the next worker
     // started (an upgrade's) gets them without encoding anything
     let encoded: std::sync::Arc<[u8]> = std::sync::Arc::from(std::mem::take(&mut data.state));
+    // the state is built on another thread while this one takes the sockets and workers
+    // over and answers; the check built it from these very bytes with this very binary
+    let bytes = std::sync::Arc::clone(&encoded);
+    let build = std::thread::Builder::new()
+        .name("state".into())
+        .spawn(move || upgrade_state(&bytes))
+        .context("cannot start the thread building the state")?;
     let json = config.log_format == sozu_config::LogFormat::Json;
     let (log, level) = crate::logging::build(&config.log_level, &config.log_target, json, "MAIN")
         .with_context(|| format!("cannot open log_target {}", config.log_target))?;
@@ -215,7 +228,8 @@ fn take_over(mut data: UpgradeData, rolled_back: Option<&str>) -> anyhow::Result
         list.push((address, adopt(l.fd)?));
     }
     let exe = open_own_executable()?;
-    let mut master = Master::new(config, log, level, state, (command_socket, dashboard), listeners, exe)?;
+    let mut master = Master::new(config, log, level, ConfigState::new(), (command_socket, dashboard), listeners, exe)?;
+    master.state = super::state_cell::StateCell::building(build);
     master.config_text = data.config_text.clone();
     master.initial_state = Some((master.state_generation, encoded));
     master.adopt(&data, rolled_back)?;
@@ -314,9 +328,10 @@ impl Master {
             None => {
                 info!(
                     self.log,
-                    "main upgrade done: sozu {version} (from {}) runs as pid {pid}, boot generation {generation}, {} workers adopted{}",
+                    "main upgrade done: sozu {version} (from {}) runs as pid {pid}, boot generation {generation}, {} workers adopted{}{}",
                     data.from_version,
                     data.workers.len(),
+                    if self.state.is_building() { ", state being built" } else { "" },
                     if data.subscribers > 0 {
                         format!(", {} event subscribers disconnected", data.subscribers)
                     } else {

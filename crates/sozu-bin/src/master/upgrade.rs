@@ -41,7 +41,14 @@ pub(super) struct Upgrade {
     data: File,
     check: Child,
     deadline: Instant,
+    /// The state generation the check was given: the exec hands over exactly that state.
+    generation: u64,
+    /// Checks started so far (the state changed during the earlier ones).
+    attempts: u32,
 }
+
+/// Checks started for one upgrade before giving up on a state that keeps changing.
+const CHECK_ATTEMPTS: u32 = 3;
 
 fn tail(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
@@ -169,6 +176,8 @@ impl Master {
             data,
             check,
             deadline: Instant::now() + self.config.upgrade_timeout,
+            generation: self.state_generation,
+            attempts: 1,
         })
     }
 
@@ -203,6 +212,29 @@ impl Master {
                 "the new binary refused the upgrade ({status}): {}",
                 tail(if stderr.is_empty() { &stdout } else { &stderr })
             ));
+        }
+        if upgrade.generation != self.state_generation {
+            // the state changed during the check: the new image must get what was checked
+            let (client, binary, attempts) = (upgrade.client, upgrade.binary.clone(), upgrade.attempts);
+            if attempts >= CHECK_ATTEMPTS {
+                return self.fail_upgrade(format!(
+                    "the state changed during each of {attempts} checks of the new binary; try again"
+                ));
+            }
+            info!(self.log, "main upgrade: the state changed during the check; checking again");
+            self.upgrade = None;
+            match self.start_check(client, &binary) {
+                Ok(mut again) => {
+                    again.attempts = attempts + 1;
+                    self.upgrade = Some(again);
+                }
+                Err(e) => {
+                    warn!(self.log, "main upgrade failed: {e}");
+                    self.reply(client, Response::failure(format!("upgrade failed, the master keeps serving: {e}")));
+                    self.client_writable(client);
+                }
+            }
+            return;
         }
         info!(self.log, "main upgrade: {} accepted the upgrade data; re-executing", upgrade.binary.display());
         self.exec_upgrade();

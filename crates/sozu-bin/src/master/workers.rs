@@ -101,7 +101,8 @@ impl Master {
         let mut state_file = tempfile::tempfile()?;
         let initial = self.initial_state_bytes();
         state_file.write_all(&initial)?;
-        let index = self.state.request_count();
+        // counted in the bytes: the state itself may still be in the making (upgrade)
+        let index = sozu_proto::count_initial_requests(&initial).unwrap_or_default();
         state_file.rewind()?;
 
         for fd in [worker_end.as_fd(), worker_scm.as_fd(), state_file.as_fd()] {

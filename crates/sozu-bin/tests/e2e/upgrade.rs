@@ -201,3 +201,35 @@ fn a_new_image_that_fails_after_the_exec_hands_everything_back_to_the_previous_b
     m.ok(&["cluster", "add", "-i", "after"]);
     assert!(m.ok(&["-j", "cluster", "list"]).contains("after"));
 }
+
+#[test]
+fn a_state_changed_during_the_check_is_checked_again_and_nothing_is_lost() {
+    // a slow check, so that a mutation lands while it runs
+    let binary = script("slow-check", &format!("[ \"$1\" = upgrade-check ] && sleep 0.5\nexec {SOZU} \"$@\""));
+    let m = tcp_master_with("recheck", &format!("upgrade_binary = \"{}\"\n", binary.display()));
+    let pid = m.pid();
+    let upgrade = Command::new(SOZU)
+        .arg("-c")
+        .arg(&m.config)
+        .args(["-t", "20000", "upgrade", "--main-only"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    m.ok(&["cluster", "add", "-i", "added-during-the-check"]);
+    let out = upgrade.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("boot generation 1"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.pid(), pid);
+    assert!(m.log().contains("the state changed during the check; checking again"), "{}", m.log());
+    // the new image has the cluster, and so do the workers (its hash in every answer)
+    let list = m.ok(&["-j", "cluster", "list"]);
+    assert!(list.contains("added-during-the-check"), "{list}");
+    m.ok(&["cluster", "remove", "-i", "added-during-the-check"]);
+    assert!(!m.ok(&["-j", "cluster", "list"]).contains("added-during-the-check"));
+}
