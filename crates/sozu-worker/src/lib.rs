@@ -32,6 +32,7 @@ mod counters;
 mod handle;
 mod http;
 mod listening;
+mod pool;
 mod tcp;
 
 use std::collections::VecDeque;
@@ -75,20 +76,21 @@ pub struct WorkerArgs {
 pub type SetLevel = Box<dyn Fn(&str) -> Result<(), String>>;
 
 /// Buffer and connection limits, from the master's `ServerConfig` (`buffer_size`,
-/// `max_connections`). `max_buffers` is not applied: in Sōzu it bounds the buffers of
-/// *active* connections (idle ones hold none), which needs a buffer pool we do not have
-/// yet; applying it to every connection would cap a worker at 500 with the defaults.
+/// `max_buffers`, `max_connections`). `max_buffers` bounds the buffers of *active*
+/// connections (see the `pool` module): idle keep-alive connections hold none.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ProxyLimits {
     /// Most bytes buffered per direction of a connection.
     pub buffer_size: usize,
+    /// Most buffers held by active connections, TCP and HTTP together.
+    pub max_buffers: usize,
     /// Most open client connections (TCP and HTTP together): `max_connections`.
     pub max_sessions: usize,
 }
 
 impl Default for ProxyLimits {
     fn default() -> Self {
-        ProxyLimits { buffer_size: 16 * 1024, max_sessions: 10_000 }
+        ProxyLimits { buffer_size: 16 * 1024, max_buffers: 1000, max_sessions: 10_000 }
     }
 }
 
@@ -96,6 +98,7 @@ impl ProxyLimits {
     fn of(config: &ServerConfig) -> ProxyLimits {
         ProxyLimits {
             buffer_size: (config.buffer_size as usize).clamp(1024, 1 << 20),
+            max_buffers: (config.max_buffers as usize).max(pool::PER_CONNECTION),
             max_sessions: (config.max_connections as usize).max(1),
         }
     }
@@ -128,6 +131,8 @@ pub struct Worker {
     log: Logger,
     set_level: SetLevel,
     proxy: tcp::TcpProxy,
+    /// Buffers of active connections (`max_buffers`), shared by both proxies.
+    pool: pool::SharedPool,
     http: http::HttpProxy,
 }
 
@@ -171,6 +176,7 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
     let channel = boot.into_nonblocking::<WorkerResponse, WorkerRequest>()?;
     (set_level)(&config.log_level).unwrap_or_else(|e| warn!(log, "log_level from the master: {e}"));
     let limits = ProxyLimits::of(&config);
+    let pool = pool::BufferPool::shared(limits.buffer_size, limits.max_buffers);
     let mut worker = Worker {
         id: args.id,
         config,
@@ -181,8 +187,9 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
         scm,
         log: log.clone(),
         set_level,
-        proxy: tcp::TcpProxy::new(limits),
-        http: http::HttpProxy::new(args.id, limits),
+        proxy: tcp::TcpProxy::new(limits, pool.clone()),
+        http: http::HttpProxy::new(args.id, limits, pool.clone()),
+        pool,
     };
     worker.event_loop(channel)
 }
@@ -200,7 +207,13 @@ impl Worker {
 
     /// Every counter of this worker, for `QueryMetrics`.
     fn metrics(&self) -> sozu_proto::WorkerMetrics {
-        counters::worker_metrics(&[self.proxy.sheet(), self.http.sheet()])
+        let mut metrics = counters::worker_metrics(&[self.proxy.sheet(), self.http.sheet()]);
+        let pool = self.pool.borrow();
+        for (name, value) in [("buffers_in_use", pool.in_use()), ("buffers_peak", pool.peak())] {
+            let gauge = sozu_proto::filtered_metrics::Inner::Gauge(value as u64);
+            metrics.proxy.insert(name.into(), sozu_proto::FilteredMetrics { inner: Some(gauge) });
+        }
+        metrics
     }
 
     fn event_loop(&mut self, mut channel: Channel<WorkerResponse, WorkerRequest>) -> io::Result<()> {

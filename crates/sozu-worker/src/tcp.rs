@@ -14,6 +14,7 @@ use sozu_state::ConfigState;
 
 use crate::balancer::Balancer;
 use crate::counters::{Counters, Sheet};
+use crate::pool::SharedPool;
 
 /// Tokens at and above this are listeners; sessions use two tokens each above
 /// `SESSION_BASE`.
@@ -32,8 +33,8 @@ struct Pipe {
 }
 
 impl Pipe {
-    fn new(size: usize) -> Self {
-        Self { buf: vec![0; size].into_boxed_slice(), start: 0, end: 0, eof: false, shut: false }
+    fn new(buf: Box<[u8]>) -> Self {
+        Self { buf, start: 0, end: 0, eof: false, shut: false }
     }
 }
 
@@ -60,6 +61,15 @@ struct Session {
     /// `front_timeout` (no byte either way) and `connect_timeout` of the listener.
     idle_timeout: Duration,
     connect_timeout: Duration,
+    /// Where the two buffers go back when the session ends, however it ends.
+    pool: SharedPool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let pair = [std::mem::take(&mut self.up.buf), std::mem::take(&mut self.down.buf)];
+        self.pool.borrow_mut().give_pair(pair);
+    }
 }
 
 /// The TCP side of a worker.
@@ -73,6 +83,8 @@ pub(crate) struct TcpProxy {
     pub accepting: bool,
     /// Buffer size and connection limits from the worker's configuration.
     limits: crate::ProxyLimits,
+    /// The worker's buffers (shared with the HTTP proxy).
+    pool: SharedPool,
     /// Connections open in the other proxy (the limit is shared).
     pub(crate) others: usize,
     total: Counters,
@@ -87,8 +99,8 @@ impl std::fmt::Debug for TcpProxy {
 }
 
 impl TcpProxy {
-    pub(crate) fn new(limits: crate::ProxyLimits) -> Self {
-        Self { accepting: true, limits, ..Default::default() }
+    pub(crate) fn new(limits: crate::ProxyLimits, pool: SharedPool) -> Self {
+        Self { accepting: true, limits, pool, ..Default::default() }
     }
 
     /// Backend health events for the master.
@@ -148,7 +160,7 @@ impl TcpProxy {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return,
             };
-            if self.sessions.len() + self.others >= self.limits.max_sessions {
+            if self.sessions.len() + self.others >= self.limits.max_sessions || !self.pool.borrow().can_take() {
                 // over max_connections / max_buffers: closed at once
                 self.total.refused += 1;
                 drop(front);
@@ -173,6 +185,7 @@ impl TcpProxy {
             self.clusters.entry(cluster.clone()).or_default().connections += 1;
             candidates.reverse(); // pop() takes the next candidate
             let Some(back) = self.connect_next(&cluster, &mut candidates) else { continue };
+            let Some([up, down]) = self.pool.borrow_mut().take_pair() else { continue };
             let mut session = Session {
                 front,
                 back: back.1,
@@ -185,12 +198,13 @@ impl TcpProxy {
                 backend: back.0,
                 backend_addr: back.2,
                 candidates,
-                up: Pipe::new(self.limits.buffer_size),
-                down: Pipe::new(self.limits.buffer_size),
+                up: Pipe::new(up),
+                down: Pipe::new(down),
                 last: now,
                 connect_started: now,
                 idle_timeout,
                 connect_timeout,
+                pool: self.pool.clone(),
             };
             let _ = registry.register(
                 &mut session.front,

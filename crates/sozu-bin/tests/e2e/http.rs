@@ -64,6 +64,10 @@ fn read_head(r: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
     }
 }
 
+/// Requests to `/take-turns` being served now, and the most at once.
+static SLOW_NOW: AtomicUsize = AtomicUsize::new(0);
+static SLOW_MAX: AtomicUsize = AtomicUsize::new(0);
+
 /// An HTTP/1.1 backend named `name`: keep-alive, one thread per connection. Paths:
 /// `/big/N` answers N bytes; `/chunked` answers in chunks; `/close` answers without a
 /// length and closes; `/die` sends half a response and closes; `/ws` switches
@@ -117,6 +121,14 @@ fn serve(name: &str, index: usize, conn: TcpStream) {
                 let _ = w.write_all(
                     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n",
                 );
+            }
+            "/take-turns" => {
+                // how many requests the backend serves at once (the buffer test)
+                let now = SLOW_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+                SLOW_MAX.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(150));
+                SLOW_NOW.fetch_sub(1, Ordering::SeqCst);
+                ok(&mut w, b"slow");
             }
             "/close" => {
                 let _ = w.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close");
@@ -667,4 +679,37 @@ fn connections_over_max_connections_are_closed_at_once_and_counted() {
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(Client::connect(m.http_port).get("api.test", "/").status, 200);
+}
+
+#[test]
+fn http_exchanges_over_max_buffers_wait_for_buffers_and_idle_connections_hold_none() {
+    // 2 buffers per worker: one exchange at a time in each of the 2 workers
+    let (m, _, _) = http_master("httpbuffers", "max_buffers = 2\n");
+    // idle keep-alive connections hold no buffer: 30 of them are accepted and stay open
+    let mut idle: Vec<Client> = (0..30).map(|_| Client::connect(m.http_port)).collect();
+    // 6 clients at once on a backend that takes 150 ms per request: they take turns
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let port = m.http_port;
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port);
+                (0..2).map(|_| c.get("api.test", "/take-turns").status).collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), [200, 200], "every request served, none refused");
+    }
+    let most = SLOW_MAX.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "at most one exchange per worker at once, saw {most}");
+    // every idle connection is still served, one after the other
+    for c in &mut idle {
+        assert_eq!(c.get("api.test", "/").status, 200);
+    }
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "metrics", "get"])).unwrap();
+    for w in v["METRICS"]["workers"].as_object().unwrap().values() {
+        assert_eq!(w["proxy"]["buffers_in_use"]["inner"]["GAUGE"].as_u64(), Some(0), "{w}");
+        assert!(w["proxy"]["buffers_peak"]["inner"]["GAUGE"].as_u64().is_some_and(|p| p <= 2), "{w}");
+    }
+    assert_eq!(v["METRICS"]["proxying"]["connections_refused"]["inner"]["COUNT"].as_i64().unwrap_or(0), 0);
 }

@@ -162,3 +162,44 @@ fn an_idle_tcp_connection_is_closed_at_the_front_timeout() {
     // a busy connection is not affected
     assert!(tcp_call(m.tcp_port, b"still").unwrap().ends_with(":still"));
 }
+
+#[test]
+fn tcp_connections_over_max_buffers_are_refused_and_buffers_come_back() {
+    // 4 buffers per worker: 2 connections each (one buffer per direction)
+    let m = tcp_master_with("tcpbuffers", "max_buffers = 4\n");
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..10 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", m.tcp_port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut buf = [0u8; 1];
+        match c.read(&mut buf) {
+            Ok(0) => refused += 1, // closed at once: no buffer for it
+            _ => held.push(c),     // open (the backend answers only after a half-close)
+        }
+    }
+    assert!((2..=4).contains(&held.len()) && refused == 10 - held.len(), "held {} refused {refused}", held.len());
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "metrics", "get"])).unwrap();
+    assert_eq!(v["METRICS"]["proxying"]["connections_refused"]["inner"]["COUNT"].as_i64(), Some(refused as i64), "{v}");
+    let in_use: u64 = v["METRICS"]["workers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|w| w["proxy"]["buffers_in_use"]["inner"]["GAUGE"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(in_use, 2 * held.len() as u64, "{v}");
+    // the held connections still work, and once they end their buffers serve others
+    for mut c in held {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"held").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.ends_with(":held"), "{out}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..6 {
+        let body = format!("after-{i}");
+        assert!(tcp_call(m.tcp_port, body.as_bytes()).unwrap().ends_with(&body));
+    }
+}

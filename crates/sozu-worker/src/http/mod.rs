@@ -12,7 +12,7 @@ mod framing;
 mod head;
 mod session;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use sozu_state::ConfigState;
 
 use crate::balancer::Balancer;
 use crate::counters::{Counters, Sheet};
+use crate::pool::SharedPool;
 use session::Session;
 
 /// Runs the HTTP head parsers and body framing over arbitrary bytes, as a request
@@ -110,6 +111,10 @@ pub(crate) struct HttpProxy {
     pub(crate) limits: crate::ProxyLimits,
     /// Connections open in the other proxy (the limit is shared).
     pub(crate) others: usize,
+    /// The worker's buffers (shared with the TCP proxy).
+    pool: SharedPool,
+    /// Idle sessions that could not read a request for want of buffers, oldest first.
+    waiting: VecDeque<usize>,
 }
 
 impl std::fmt::Debug for HttpProxy {
@@ -119,8 +124,8 @@ impl std::fmt::Debug for HttpProxy {
 }
 
 impl HttpProxy {
-    pub(crate) fn new(worker: u32, limits: crate::ProxyLimits) -> Self {
-        Self { accepting: true, worker, scratch: vec![0; 64 * 1024], limits, ..Default::default() }
+    pub(crate) fn new(worker: u32, limits: crate::ProxyLimits, pool: SharedPool) -> Self {
+        Self { accepting: true, worker, scratch: vec![0; 64 * 1024], limits, pool, ..Default::default() }
     }
 
     /// Open client connections.
@@ -256,6 +261,7 @@ impl HttpProxy {
     /// new request (without it, a complete head waits for the next event).
     fn pump(&mut self, registry: &Registry, state: &ConfigState, id: usize) {
         let Some(mut s) = self.sessions.remove(&id) else { return };
+        let was_waiting = s.waiting;
         let back_token = Token(SESSION_BASE + id * 2 + 1);
         let mut ctx = session::Context {
             registry,
@@ -265,6 +271,7 @@ impl HttpProxy {
             now: Instant::now(),
             scratch: &mut self.scratch,
             buf: self.limits.buffer_size,
+            may_start: s.charged || self.pool.borrow().can_take(),
         };
         loop {
             let step = s.step(&mut ctx);
@@ -273,6 +280,9 @@ impl HttpProxy {
                 session::Step::Idle => break,
                 session::Step::Closed => {
                     self.account(&mut s);
+                    if s.charged {
+                        self.release_buffers(registry, state);
+                    }
                     let last = s.close(registry);
                     self.apply(last);
                     return;
@@ -310,7 +320,37 @@ impl HttpProxy {
             }
         }
         self.account(&mut s);
+        let holds = s.holds_buffers();
+        let released = s.charged && !holds;
+        if holds && !s.charged {
+            // may_start said the pool had room, and nothing took it since
+            s.charged = self.pool.borrow_mut().take();
+        } else if released {
+            s.charged = false;
+            s.shed_buffers();
+        }
+        if s.waiting && !was_waiting {
+            self.waiting.push_back(id);
+        }
         self.sessions.insert(id, s);
+        if released {
+            self.release_buffers(registry, state);
+        }
+    }
+
+    /// Gives one session's buffers back, and lets the sessions waiting for buffers
+    /// read their requests, oldest first, while there are buffers.
+    fn release_buffers(&mut self, registry: &Registry, state: &ConfigState) {
+        self.pool.borrow_mut().give();
+        while self.pool.borrow().can_take() {
+            let Some(id) = self.waiting.pop_front() else { break };
+            if let Some(s) = self.sessions.get_mut(&id)
+                && s.waiting
+            {
+                s.waiting = false;
+                self.pump(registry, state, id);
+            }
+        }
     }
 
     /// Moves the session's fresh counts into the worker's counters.

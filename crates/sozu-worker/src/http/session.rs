@@ -26,6 +26,9 @@ pub(super) struct Context<'a> {
     /// Most bytes waiting to be written to one side before reading from the other
     /// stops (`buffer_size` of the worker's configuration).
     pub buf: usize,
+    /// The session holds its buffers, or the pool has some for it: an idle session may
+    /// read a new request only then.
+    pub may_start: bool,
 }
 
 /// Where the proxy sent a request.
@@ -139,6 +142,10 @@ pub(super) struct Session {
     /// The backend connect took longer than `connect_timeout`: try the next one.
     connect_timed_out: bool,
     counts: Counts,
+    /// The worker's buffer pool counts this session's buffers (it is in an exchange).
+    pub charged: bool,
+    /// Idle, with a request possibly waiting to be read, but no buffer was left.
+    pub waiting: bool,
 }
 
 enum Io {
@@ -227,6 +234,32 @@ impl Session {
             dead: false,
             connect_timed_out: false,
             counts: Counts::default(),
+            charged: false,
+            waiting: false,
+        }
+    }
+
+    /// Whether the session is in an exchange (or a tunnel), or has bytes buffered either
+    /// way: what the buffer pool counts. An idle keep-alive session holds none.
+    pub fn holds_buffers(&self) -> bool {
+        let back_busy = self.back.as_ref().is_some_and(|b| !b.inbuf.is_empty() || !b.out.is_empty());
+        !matches!(self.phase, Phase::Head) || !self.inbuf.is_empty() || !self.out.is_empty() || back_busy
+    }
+
+    /// Lets an idle session's buffers go back to the allocator when they grew past a
+    /// small request's size.
+    pub fn shed_buffers(&mut self) {
+        const KEEP: usize = 1024;
+        let shed = |v: &mut Vec<u8>| {
+            if v.is_empty() && v.capacity() > KEEP {
+                *v = Vec::new();
+            }
+        };
+        shed(&mut self.inbuf);
+        shed(&mut self.out);
+        if let Some(b) = self.back.as_mut() {
+            shed(&mut b.inbuf);
+            shed(&mut b.out);
         }
     }
 
@@ -353,9 +386,11 @@ impl Session {
             self.start(ctx, head, routed);
             progress = true;
         }
-        // from the client
+        // from the client (a new request only with buffers for it)
+        let gated = matches!(self.phase, Phase::Head) && self.inbuf.is_empty() && !ctx.may_start;
+        self.waiting = gated && self.front_ready && !self.closing && !self.front_eof;
         let wants_more = match &self.phase {
-            _ if self.closing || self.front_eof => false,
+            _ if self.closing || self.front_eof || gated => false,
             Phase::Head => self.inbuf.len() < MAX_HEAD,
             Phase::Exchange(ex) => !ex.request.done() && self.inbuf.len() < ctx.buf,
             Phase::Tunnel => self.inbuf.len() < ctx.buf,
