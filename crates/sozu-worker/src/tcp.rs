@@ -55,14 +55,26 @@ struct Session {
     candidates: Vec<(String, SocketAddr)>,
     up: Pipe,
     down: Pipe,
-    /// When bytes last moved (either way), and when the current connect started.
-    last: Instant,
+    /// When a byte was last read from or written to the client, and the backend; when
+    /// the current connect started.
+    last_front: Instant,
+    last_back: Instant,
     connect_started: Instant,
-    /// `front_timeout` (no byte either way) and `connect_timeout` of the listener.
-    idle_timeout: Duration,
+    /// The listener's `front_timeout` (the client socket idle), `back_timeout` (the
+    /// backend socket idle) and `connect_timeout`.
+    front_timeout: Duration,
+    back_timeout: Duration,
     connect_timeout: Duration,
     /// Where the two buffers go back when the session ends, however it ends.
     pool: SharedPool,
+}
+
+impl Session {
+    /// When the connection is closed for idleness: the client socket idle for
+    /// `front_timeout`, or the backend socket idle for `back_timeout`.
+    fn idle_deadline(&self) -> Instant {
+        (self.last_front + self.front_timeout).min(self.last_back + self.back_timeout)
+    }
 }
 
 impl Drop for Session {
@@ -168,12 +180,11 @@ impl TcpProxy {
             }
             let Some(cluster) = state.tcp_cluster_for(*addr).map(str::to_string) else { continue };
             let now = Instant::now();
-            let (idle_timeout, connect_timeout) =
-                state.tcp_listener(*addr).map_or((Duration::from_secs(60), Duration::from_secs(3)), |l| {
-                    (
-                        Duration::from_secs(u64::from(l.front_timeout.max(1))),
-                        Duration::from_secs(u64::from(l.connect_timeout.max(1))),
-                    )
+            let secs = |t: u32| Duration::from_secs(u64::from(t.max(1)));
+            let (front_timeout, back_timeout, connect_timeout) = state
+                .tcp_listener(*addr)
+                .map_or((Duration::from_secs(60), Duration::from_secs(30), Duration::from_secs(3)), |l| {
+                    (secs(l.front_timeout), secs(l.back_timeout), secs(l.connect_timeout))
                 });
             let mut candidates = self.balancer.order(state, &cluster, now);
             if candidates.is_empty() {
@@ -200,9 +211,11 @@ impl TcpProxy {
                 candidates,
                 up: Pipe::new(up),
                 down: Pipe::new(down),
-                last: now,
+                last_front: now,
+                last_back: now,
                 connect_started: now,
-                idle_timeout,
+                front_timeout,
+                back_timeout,
                 connect_timeout,
                 pool: self.pool.clone(),
             };
@@ -250,6 +263,7 @@ impl TcpProxy {
             match s.back.take_error() {
                 Ok(None) if s.back.peer_addr().is_ok() => {
                     s.connected = true;
+                    s.last_back = Instant::now();
                     self.balancer.connected(&s.cluster, &s.backend, s.backend_addr);
                     self.balancer.opened(&s.cluster, &s.backend);
                 }
@@ -283,8 +297,11 @@ impl TcpProxy {
             let be = self.backends.entry((s.cluster.clone(), s.backend.clone())).or_default();
             be.bytes_in += b as i64;
             be.bytes_out += d as i64;
-            if progress {
-                s.last = Instant::now();
+            if a + d > 0 {
+                s.last_front = Instant::now();
+            }
+            if b + c > 0 {
+                s.last_back = Instant::now();
             }
             if done || !progress {
                 break;
@@ -335,7 +352,7 @@ impl TcpProxy {
                     self.retry(registry, id, s);
                 }
             } else if s.connected
-                && now >= s.last + s.idle_timeout
+                && now >= s.idle_deadline()
                 && let Some(mut s) = self.sessions.remove(&id)
             {
                 let _ = registry.deregister(&mut s.front);
@@ -345,7 +362,7 @@ impl TcpProxy {
         }
         self.sessions
             .values()
-            .map(|s| if s.connected { s.last + s.idle_timeout } else { s.connect_started + s.connect_timeout })
+            .map(|s| if s.connected { s.idle_deadline() } else { s.connect_started + s.connect_timeout })
             .min()
             .map(|t| t.saturating_duration_since(now).max(Duration::from_millis(10)))
     }

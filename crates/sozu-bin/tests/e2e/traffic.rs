@@ -203,3 +203,60 @@ fn tcp_connections_over_max_buffers_are_refused_and_buffers_come_back() {
         assert!(tcp_call(m.tcp_port, body.as_bytes()).unwrap().ends_with(&body));
     }
 }
+
+#[test]
+fn an_idle_tcp_connection_is_closed_at_the_back_timeout_when_shorter() {
+    let m = tcp_master("tcpbackidle");
+    let listener = format!("127.0.0.1:{}", m.tcp_port);
+    m.ok(&["listener", "tcp", "update", "-a", &listener, "--front-timeout", "60", "--back-timeout", "1"]);
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", m.tcp_port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 8];
+    assert_eq!(idle.read(&mut buf).unwrap(), 0, "closed by the proxy");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{took:?}: back_timeout, not front");
+    assert!(tcp_call(m.tcp_port, b"busy").unwrap().ends_with(":busy"));
+}
+
+/// A backend whose connects hang: it listens with a backlog of one that is already
+/// full, so further SYNs are dropped. Returns its port and what must stay alive.
+fn hanging_backend() -> (u16, Vec<Box<dyn std::any::Any>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // listening again changes the backlog (Linux)
+    nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut keep: Vec<Box<dyn std::any::Any>> = vec![Box::new(listener)];
+    // fill the accept queue (never accepted)
+    for _ in 0..2 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300))
+        {
+            keep.push(Box::new(s));
+        }
+    }
+    (port, keep)
+}
+
+#[test]
+fn a_backend_that_does_not_accept_is_left_at_the_connect_timeout_for_the_next_one() {
+    let good = tcp_backend("good");
+    let (hang, _keep) = hanging_backend();
+    let m = Master::start(
+        "tcpconnect",
+        &format!(
+            "[clusters.db]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:TCP_PORT\" }}]\nbackends = [{{ address = \"127.0.0.1:{hang}\", backend_id = \"a-hang\" }}, {{ address = \"127.0.0.1:{good}\", backend_id = \"b-good\" }}]\n"
+        ),
+    );
+    m.ok(&["listener", "tcp", "update", "-a", &format!("127.0.0.1:{}", m.tcp_port), "--connect-timeout", "1"]);
+    let started = Instant::now();
+    for i in 0..4 {
+        let body = format!("c{i}");
+        assert_eq!(tcp_call(m.tcp_port, body.as_bytes()).unwrap(), format!("good:{body}"));
+    }
+    // some call went to the hanging backend first and waited for the connect timeout
+    // (a refused connect would have been retried at once)
+    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "metrics", "get"])).unwrap();
+    let errors = v["METRICS"]["proxying"]["connect_errors"]["inner"]["COUNT"].as_i64().unwrap_or(0);
+    assert!(errors >= 1, "the hanging backend's connect timed out and was counted: {v}");
+}
