@@ -83,7 +83,7 @@ fn main() {
     }
     if wanted("upgrade") {
         match &sozu {
-            Some(path) => sections.push(upgrade::run(path, quick)),
+            Some(path) => sections.push(upgrade::run(path, sozu21.as_deref(), quick)),
             None => eprintln!("no --sozu PATH: the upgrade benchmarks are skipped"),
         }
     }

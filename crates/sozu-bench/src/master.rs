@@ -87,13 +87,14 @@ impl Drop for Master {
 /// A Sōzu 2.1 master (its own binary, given by `--sozu21 PATH`), for same-run
 /// comparisons. Its buffers are enlarged: with the defaults a large LoadState kills its
 /// workers.
-struct Sozu21 {
-    dir: PathBuf,
-    child: Child,
+/// A Sōzu 2.1 master started from its own binary, for same-run comparisons.
+pub(crate) struct Sozu21 {
+    pub(crate) dir: PathBuf,
+    pub(crate) child: Child,
 }
 
 impl Sozu21 {
-    fn start(binary: &Path, tag: &str) -> Sozu21 {
+    pub(crate) fn start(binary: &Path, tag: &str) -> Sozu21 {
         let dir = std::env::temp_dir().join(format!("sozu-bench-sozu21-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -124,7 +125,7 @@ impl Sozu21 {
         s
     }
 
-    fn connect(&self) -> Conn {
+    pub(crate) fn connect(&self) -> Conn {
         Conn(UnixStream::connect(self.dir.join("sozu.sock")).unwrap())
     }
 }

@@ -164,7 +164,69 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-pub fn run(sozu: &Path, quick: bool) -> Section {
+/// The whole `sozu upgrade` CLI process against a master (`binary -c config upgrade`),
+/// best of `runs`; `None` if it failed.
+fn cli_upgrade(binary: &Path, config: &Path, runs: usize) -> Option<Duration> {
+    let mut best = None;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let out = Command::new(binary).arg("-c").arg(config).arg("upgrade").output().ok()?;
+        let took = started.elapsed();
+        if !out.status.success() {
+            eprintln!("{} upgrade failed: {}", binary.display(), String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        best = Some(best.map_or(took, |b: Duration| b.min(took)));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    best
+}
+
+/// `sozu upgrade` with our CLI against our master, and with Sōzu 2.1's CLI against its
+/// master holding the same state, in the same run.
+fn sozu21_rows(sozu: &Path, sozu21: &Path, running: &Running, n: usize, label: &str) -> Vec<Row> {
+    let ours = cli_upgrade(sozu, &running.dir.join("config.toml"), 3);
+    // the same clusters, behind the HTTP listener Sōzu wants for their frontends
+    let mut state = sozu_state::ConfigState::new();
+    let listener = HttpListenerConfig {
+        address: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)).into(),
+        sticky_name: "SOZUBALANCEID".into(),
+        ..Default::default()
+    };
+    state.dispatch(&R::AddHttpListener(listener).into()).unwrap();
+    for i in 0..n {
+        for r in cluster_requests(i) {
+            state.dispatch(&r).unwrap();
+        }
+    }
+    let file = running.dir.join("sozu21.state");
+    sozu_state::save_atomic(&file, &state).unwrap();
+    drop(state);
+    let theirs = {
+        let s = crate::master::Sozu21::start(sozu21, "upgrade");
+        let loaded = s.connect().call(&R::LoadState(file.display().to_string()).into());
+        if loaded.status == ResponseStatus::Ok as i32 {
+            cli_upgrade(sozu21, &s.dir.join("config.toml"), 3)
+        } else {
+            eprintln!("Sōzu 2.1 did not load the state: {}", loaded.message);
+            None
+        }
+    };
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) => vec![Row {
+            name: format!(
+                "`sozu upgrade` as a whole CLI process (master, then each of 2 workers), {label}: ours / Sōzu 2.1's, same run, best of 3"
+            ),
+            ours: ms(ours),
+            baseline: format!("{} (Sōzu 2.1.1, its CLI and master, same state)", ms(theirs)),
+            ratio: ours.as_secs_f64() / theirs.as_secs_f64(),
+            target: "≤ 0.35 (150 ms / Sōzu's 433 ms on the reference machine)".into(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+pub fn run(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Section {
     let sizes: &[usize] = if quick { &[0, 10_000] } else { &[0, 10_000, 100_000] };
     let backend = echo_backend();
     let mut rows = Vec::new();
@@ -191,6 +253,10 @@ pub fn run(sozu: &Path, quick: bool) -> Section {
             worker = worker.min(w);
             full = full.min(f);
         }
+        let compared = match sozu21.filter(|_| n == 10_000) {
+            Some(binary) => sozu21_rows(sozu, binary, &running, n, &format!("{n} clusters")),
+            None => Vec::new(),
+        };
         // then the same upgrades under TCP load: not one connection may fail
         let stop = Arc::new(AtomicBool::new(false));
         let traffic = load(tcp, stop.clone());
@@ -228,6 +294,7 @@ pub fn run(sozu: &Path, quick: bool) -> Section {
             ratio: full.as_secs_f64() / cold.as_secs_f64(),
             target: if n == 10_000 { "≤ 150 ms (Sōzu 2.1: 433 ms)".into() } else { "—".into() },
         });
+        rows.extend(compared);
         rows.push(Row {
             name: format!("TCP connections through the proxy during {upgrades} more upgrades, {label}"),
             ours: format!("{failed} failed"),
