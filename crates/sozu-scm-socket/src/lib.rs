@@ -4,7 +4,7 @@
 //! protobuf's varint length prefix, the control message carries one fd per manifest
 //! entry, in the order http, tls, tcp, udp (Sōzu 2.x layout, facts §2). What this crate
 //! adds over Sōzu:
-//! - fds are [`OwnedFd`] in and out; every received fd has `FD_CLOEXEC` set (received
+//! - fds are [`OwnedFd`](std::os::fd::OwnedFd) in and out; every received fd has `FD_CLOEXEC` set (received
 //!   with `MSG_CMSG_CLOEXEC`);
 //! - a truncated control message (`MSG_CTRUNC`) and a manifest that disagrees with the
 //!   fds received are typed errors, and every fd received in a failed transfer is
