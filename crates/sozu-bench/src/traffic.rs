@@ -74,11 +74,25 @@ fn wrk(wrk: &Path, port: u16, seconds: u32) -> (f64, f64) {
     (rps, p99)
 }
 
+/// Raises RLIMIT_NOFILE to `wanted` (soft and hard) if allowed, else the soft limit to
+/// the hard one.
+fn raise_nofile(wanted: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if setrlimit(Resource::RLIMIT_NOFILE, wanted.max(hard), wanted.max(hard)).is_err() {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
     let (Some(wrk_bin), Some(nginx), Some(haproxy)) = (which("wrk"), which("nginx"), which("haproxy")) else {
         eprintln!("wrk, nginx or haproxy missing: the data-plane benchmarks are skipped");
         return None;
     };
+    // 10,000 idle keep-alive connections need 10k fds here and 20k in the worker (each
+    // client keeps its backend connection): raise the limits before the processes start
+    // (they inherit them); raising the hard limit works as root, else it stays
+    raise_nofile(65_536);
     let dir = std::env::temp_dir().join(format!("sozu-bench-traffic-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -196,11 +210,7 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
             target: "—".into(),
         },
     ];
-    // memory with 10,000 idle keep-alive connections (each served one request): this
-    // process needs the fds
-    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
-        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
-    }
+    // memory with 10,000 idle keep-alive connections (each served one request)
     let workers = std::fs::read_to_string(format!("/proc/{}/task/{}/children", procs.0[2].id(), procs.0[2].id()))
         .unwrap_or_default();
     if let Some(worker) = workers.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()) {
@@ -209,11 +219,18 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
         let mut conns = Vec::with_capacity(n);
         for _ in 0..n {
             let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) else { break };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
             let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
             conns.push(s);
         }
         let mut buf = [0u8; 512];
-        let served = conns.iter_mut().map(|s| s.read(&mut buf).is_ok_and(|n| n > 0)).filter(|ok| *ok).count();
+        // served: answered 200 by the backend through the worker (not a 502 for want of fds)
+        let mut served = 0;
+        for s in &mut conns {
+            if s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.1 200")) {
+                served += 1;
+            }
+        }
         let after = crate::master::rss_of(worker);
         rows.push(Row {
             name: format!("worker RSS with {served} idle keep-alive connections (one request served on each)"),

@@ -298,10 +298,11 @@ impl Worker {
             }
             // timeouts first: closing a timed-out connection can end a drain
             let now = std::time::Instant::now();
-            let timeout = [self.http.tick(poll.registry(), &self.state, now), self.proxy.tick(poll.registry(), now)]
-                .into_iter()
-                .flatten()
-                .min();
+            let timeout =
+                [self.http.tick(poll.registry(), &self.state, now), self.proxy.tick(poll.registry(), &self.state, now)]
+                    .into_iter()
+                    .flatten()
+                    .min();
             if self.sessions() == 0
                 && let Some(id) = soft_stop.take()
             {

@@ -102,6 +102,8 @@ pub(crate) struct TcpProxy {
     total: Counters,
     clusters: BTreeMap<String, Counters>,
     backends: BTreeMap<(String, String), Counters>,
+    /// Listeners whose last accept failed (out of fds, say): tried again at the next tick.
+    accept_retry: Vec<Token>,
 }
 
 impl std::fmt::Debug for TcpProxy {
@@ -170,7 +172,14 @@ impl TcpProxy {
             let (front, _) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // out of fds (or memory): what is queued waits for the next tick
+                    if !self.accept_retry.contains(&token) {
+                        self.accept_retry.push(token);
+                    }
+                    return;
+                }
             };
             if self.sessions.len() + self.others >= self.limits.max_sessions || !self.pool.borrow().can_take() {
                 // over max_connections / max_buffers: closed at once
@@ -343,7 +352,10 @@ impl TcpProxy {
 
     /// Connects past `connect_timeout` go to the next backend; connections with no
     /// byte either way for `front_timeout` are closed. Returns when to look again.
-    pub(crate) fn tick(&mut self, registry: &Registry, now: Instant) -> Option<Duration> {
+    pub(crate) fn tick(&mut self, registry: &Registry, state: &ConfigState, now: Instant) -> Option<Duration> {
+        for token in std::mem::take(&mut self.accept_retry) {
+            self.accept(registry, state, token);
+        }
         let ids: Vec<usize> = self.sessions.keys().copied().collect();
         for id in ids {
             let Some(s) = self.sessions.get(&id) else { continue };
@@ -360,11 +372,14 @@ impl TcpProxy {
                 self.balancer.closed(&s.cluster, &s.backend);
             }
         }
-        self.sessions
+        let retry = (!self.accept_retry.is_empty()).then_some(Duration::from_millis(50));
+        let next = self
+            .sessions
             .values()
             .map(|s| if s.connected { s.idle_deadline() } else { s.connect_started + s.connect_timeout })
             .min()
-            .map(|t| t.saturating_duration_since(now).max(Duration::from_millis(10)))
+            .map(|t| t.saturating_duration_since(now).max(Duration::from_millis(10)));
+        [retry, next].into_iter().flatten().min()
     }
 
     /// Counters for `QueryMetrics`.

@@ -2,17 +2,19 @@
 //! on the binary it is about to become) and `sozu upgraded` (the master re-executed in
 //! place): it takes over the sockets, listeners and workers the upgrade data names.
 //!
-//! Rollback after the exec: the old master passes `--rollback EXE_FD:DATA_FD` (its own
-//! binary and the data). Before adopting anything the new image keeps a copy of every
-//! fd the data names; if it cannot take over (unreadable data, a state it refuses, an fd
-//! it cannot adopt), it puts every fd back at its number and re-executes the previous
-//! binary as `sozu upgraded --rolled-back REASON`, which takes everything over again and
-//! answers the client FAILURE with the reason. Same pid all along: the workers never
-//! notice. A crash of the new image is not covered (the process is gone): that is what
-//! the check before the exec is for.
+//! Rollback after the exec: the old master passes `--rollback EXE_FD:DATA_FD:TIMEOUT_MS`
+//! (its own binary, the data, `upgrade_timeout`). Before adopting anything the new image
+//! keeps a copy of every fd the data names; if it cannot take over (unreadable data, a
+//! configuration it refuses, an fd it cannot adopt), panics while taking over, or has
+//! not taken over within the timeout (a watchdog thread), it puts every fd back at its
+//! number and re-executes the previous binary as `sozu upgraded --rolled-back REASON`,
+//! which takes everything over again and answers the client FAILURE with the reason.
+//! Same pid all along: the workers never notice. A crash by signal (the process image is
+//! gone) is not covered: that is what the check before the exec is for.
 
 use std::path::Path;
-use std::time::Instant;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use slog::{error, info};
@@ -90,14 +92,22 @@ struct Rollback {
 }
 
 impl Rollback {
-    /// From `EXE_FD:DATA_FD`, before anything reads or adopts them.
-    fn save(spec: &str) -> anyhow::Result<Self> {
-        let (exe, data) = spec.split_once(':').context("--rollback: expected EXE_FD:DATA_FD")?;
+    /// From `EXE_FD:DATA_FD[:TIMEOUT_MS]`, before anything reads or adopts them; with
+    /// the time this image has to take over (`upgrade_timeout`, 10 s if not given).
+    fn save(spec: &str) -> anyhow::Result<(Self, Duration)> {
+        let mut parts = spec.split(':');
+        let (Some(exe), Some(data)) = (parts.next(), parts.next()) else {
+            anyhow::bail!("--rollback: expected EXE_FD:DATA_FD[:TIMEOUT_MS], got {spec:?}");
+        };
+        let timeout = match parts.next() {
+            Some(ms) => Duration::from_millis(ms.parse().with_context(|| format!("--rollback: bad timeout {ms:?}"))?),
+            None => Duration::from_secs(10),
+        };
         let fd = |s: &str| -> anyhow::Result<SavedFd> {
             let raw: i32 = s.parse().with_context(|| format!("--rollback: bad fd {s:?}"))?;
             SavedFd::save(raw).with_context(|| format!("--rollback: fd {raw}"))
         };
-        Ok(Rollback { exe: fd(exe)?, data: fd(data)?, named: Vec::new() })
+        Ok((Rollback { exe: fd(exe)?, data: fd(data)?, named: Vec::new() }, timeout))
     }
 
     /// Copies every fd the data names (the first failure stops: nothing was adopted yet).
@@ -131,8 +141,54 @@ impl Rollback {
                 .into_iter()
                 .filter_map(|a| CString::new(a).ok())
                 .collect();
-        let e = nix::unistd::fexecve(self.exe.copy(), &args, &upgrade::environment()).unwrap_err();
+        let fault = format!("{FAULT}=");
+        let env: Vec<CString> =
+            upgrade::environment().into_iter().filter(|kv| !kv.as_bytes().starts_with(fault.as_bytes())).collect();
+        let e = nix::unistd::fexecve(self.exe.copy(), &args, &env).unwrap_err();
         anyhow::anyhow!("cannot re-execute the previous binary: {e}")
+    }
+}
+
+/// Fault injection for the rollback tests: `panic` or `hang` while taking over (never
+/// passed on to the previous binary re-executed by a rollback).
+const FAULT: &str = "SOZU_UPGRADED_FAULT";
+
+/// The rollback while this image takes over. Whoever takes it first (a failure, a
+/// panic, the `upgrade_timeout` watchdog, or the success that disarms it) decides.
+static ARMED: Mutex<Option<Rollback>> = Mutex::new(None);
+
+fn disarm() -> Option<Rollback> {
+    ARMED.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// Re-executes the previous binary if the rollback is still armed; returns why that
+/// failed, or `None` when it was not armed.
+fn fire(why: &str) -> Option<anyhow::Error> {
+    let rollback = disarm()?;
+    let why = one_line(why);
+    eprintln!("sozu upgraded: {why}; re-executing the previous binary");
+    Some(rollback.exec(&why))
+}
+
+/// Arms `rollback`: a panic, or not having taken over within `timeout`, fires it.
+fn arm(rollback: Rollback, timeout: Duration) {
+    *ARMED.lock().unwrap_or_else(PoisonError::into_inner) = Some(rollback);
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        if let Some(failed) = fire(&format!("the new image panicked: {info}")) {
+            eprintln!("sozu upgraded: {failed:#}");
+        }
+    }));
+    let watchdog = std::thread::Builder::new().name("upgrade-watchdog".into()).spawn(move || {
+        std::thread::sleep(timeout);
+        let why = format!("the new image did not take over within upgrade_timeout ({} ms)", timeout.as_millis());
+        if let Some(failed) = fire(&why) {
+            eprintln!("sozu upgraded: {failed:#}");
+        }
+    });
+    if let Err(e) = watchdog {
+        eprintln!("sozu upgraded: no watchdog for the take-over: {e}");
     }
 }
 
@@ -151,8 +207,12 @@ fn one_line(text: &str) -> String {
 /// the client that asked, and serves. If it cannot, and `--rollback` says how, the
 /// previous binary is re-executed with everything put back.
 pub fn upgraded(fd: i32, rollback: Option<&str>, rolled_back: Option<String>) -> anyhow::Result<bool> {
+    let mut timeout = Duration::from_secs(10);
     let mut saved = match rollback.map(Rollback::save) {
-        Some(Ok(saved)) => Some(saved),
+        Some(Ok((saved, t))) => {
+            timeout = t;
+            Some(saved)
+        }
         Some(Err(e)) => {
             eprintln!("sozu upgraded: no rollback possible: {e:#}");
             None
@@ -186,16 +246,29 @@ pub fn upgraded(fd: i32, rollback: Option<&str>, rolled_back: Option<String>) ->
     if let Err(e) = sozu_scm_socket::close_inherited_except(&keep) {
         eprintln!("sozu upgraded: cannot close stray inherited fds: {e}");
     }
+    if let Some(saved) = saved {
+        arm(saved, timeout);
+    }
     match take_over(data, rolled_back.as_deref()) {
         Ok(mut master) => {
-            drop(saved);
+            drop(disarm());
             Ok(master.run())
         }
-        Err(e) => Err(give_back(saved.as_ref(), e)),
+        Err(e) => match fire(&format!("{e:#}")) {
+            Some(failed) => Err(e.context(format!("{failed:#}"))),
+            None => Err(e),
+        },
     }
 }
 
 fn take_over(mut data: UpgradeData, rolled_back: Option<&str>) -> anyhow::Result<Master> {
+    match std::env::var(FAULT).as_deref() {
+        Ok("panic") => panic!("{FAULT}=panic"),
+        Ok("hang") => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        _ => {}
+    }
     let config = upgrade_config(&data)?;
     // those bytes are the encoded initial state of exactly this state: the next worker
     // started (an upgrade's) gets them without encoding anything

@@ -281,7 +281,8 @@ impl Master {
                 Err(e) => format!("cannot keep the fds across exec: {e}"),
                 Ok(_keep) => {
                     let data_fd = upgrade.data.as_raw_fd().to_string();
-                    let rollback = format!("{}:{data_fd}", self.exe.as_raw_fd());
+                    let rollback =
+                        format!("{}:{data_fd}:{}", self.exe.as_raw_fd(), self.config.upgrade_timeout.as_millis());
                     let args: Vec<CString> = ["sozu", "upgraded", "--data-fd", &data_fd, "--rollback", &rollback]
                         .into_iter()
                         .map(|a| CString::new(a).expect("no NUL"))

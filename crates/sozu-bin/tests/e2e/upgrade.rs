@@ -233,3 +233,37 @@ fn a_state_changed_during_the_check_is_checked_again_and_nothing_is_lost() {
     m.ok(&["cluster", "remove", "-i", "added-during-the-check"]);
     assert!(!m.ok(&["-j", "cluster", "list"]).contains("added-during-the-check"));
 }
+
+#[test]
+fn a_new_image_that_panics_or_hangs_while_taking_over_is_rolled_back() {
+    for (fault, expected) in [("panic", "the new image panicked"), ("hang", "did not take over within upgrade_timeout")]
+    {
+        // the real binary passes the check, then misbehaves once it replaced the old image
+        let binary = script(
+            &format!("{fault}-after-exec"),
+            &format!("[ \"$1\" = upgraded ] && export SOZU_UPGRADED_FAULT={fault}\nexec {SOZU} \"$@\""),
+        );
+        let m = tcp_master_with(
+            &format!("rollback-{fault}"),
+            &format!("upgrade_timeout = 2\nupgrade_binary = \"{}\"\n", binary.display()),
+        );
+        let pid = m.pid();
+        let workers = m.worker_pids();
+        let hashes = m.ok(&["-j", "cluster", "list"]);
+        let (stop, handle) = tcp_load(m.tcp_port);
+        let err = m.fails(&["-t", "20000", "upgrade", "--main-only"]);
+        assert!(err.contains("failed after the exec") && err.contains(expected), "{fault}: {err}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = handle.join().unwrap();
+        assert!(ok > 0 && failed.is_empty(), "{fault}: traffic went on: {failed:?}");
+        assert_eq!(m.pid(), pid);
+        assert_eq!(m.worker_pids(), workers, "{fault}: the same workers");
+        assert_eq!(m.ok(&["-j", "cluster", "list"]), hashes, "{fault}: same state");
+        assert!(m.ok(&["status"]).contains("RUNNING"));
+        assert_eq!(children_of(pid).len(), 2, "{fault}: no process left behind");
+        // the rolled-back image did not inherit the fault: it upgrades (to the same
+        // faulty wrapper, so it rolls back again) and keeps serving
+        assert!(m.fails(&["-t", "20000", "upgrade", "--main-only"]).contains(expected));
+        assert!(m.ok(&["status"]).contains("RUNNING"));
+    }
+}

@@ -115,6 +115,9 @@ pub(crate) struct HttpProxy {
     pool: SharedPool,
     /// Idle sessions that could not read a request for want of buffers, oldest first.
     waiting: VecDeque<usize>,
+    /// Listeners whose last accept failed (out of fds, say): tried again at the next tick,
+    /// since an edge-triggered listener signals nothing more for what is already queued.
+    accept_retry: Vec<Token>,
 }
 
 impl std::fmt::Debug for HttpProxy {
@@ -193,6 +196,10 @@ impl HttpProxy {
 
     /// Closes what timed out; returns when to look again (`None`: no session).
     pub(crate) fn tick(&mut self, registry: &Registry, state: &ConfigState, now: Instant) -> Option<Duration> {
+        for token in std::mem::take(&mut self.accept_retry) {
+            self.accept(registry, state, token);
+        }
+        self.wake_waiting(registry, state);
         let expired: Vec<usize> =
             self.sessions.iter().filter(|(_, s)| s.deadline().is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
         for id in expired {
@@ -201,8 +208,10 @@ impl HttpProxy {
             }
             self.pump(registry, state, id);
         }
-        let next = self.sessions.values().filter_map(Session::deadline).min()?;
-        Some(next.saturating_duration_since(now).max(Duration::from_millis(10)))
+        let retry = (!self.accept_retry.is_empty()).then_some(Duration::from_millis(50));
+        let next = self.sessions.values().filter_map(Session::deadline).min();
+        let next = next.map(|n| n.saturating_duration_since(now).max(Duration::from_millis(10)));
+        [retry, next].into_iter().flatten().min()
     }
 
     fn accept(&mut self, registry: &Registry, state: &ConfigState, token: Token) {
@@ -212,7 +221,14 @@ impl HttpProxy {
             let (mut front, client) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // out of fds (or memory): what is queued waits for the next tick
+                    if !self.accept_retry.contains(&token) {
+                        self.accept_retry.push(token);
+                    }
+                    return;
+                }
             };
             if self.sessions.len() + self.others >= self.limits.max_sessions {
                 // over max_connections / max_buffers: closed at once
@@ -342,6 +358,12 @@ impl HttpProxy {
     /// read their requests, oldest first, while there are buffers.
     fn release_buffers(&mut self, registry: &Registry, state: &ConfigState) {
         self.pool.borrow_mut().give();
+        self.wake_waiting(registry, state);
+    }
+
+    /// Lets the sessions waiting for buffers read their requests, oldest first, while
+    /// there are buffers (given back by an HTTP exchange, or by a TCP connection).
+    fn wake_waiting(&mut self, registry: &Registry, state: &ConfigState) {
         while self.pool.borrow().can_take() {
             let Some(id) = self.waiting.pop_front() else { break };
             if let Some(s) = self.sessions.get_mut(&id)
