@@ -182,6 +182,23 @@ fn cli_upgrade(binary: &Path, config: &Path, runs: usize) -> Option<Duration> {
     best
 }
 
+/// Kills this process's children (adopted orphans included) that run `binary`.
+fn kill_children_running(binary: &Path) {
+    let me = std::process::id();
+    let tasks = std::fs::read_dir(format!("/proc/{me}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    for task in tasks {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe == binary || std::fs::canonicalize(binary).is_ok_and(|b| b == exe) {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+        }
+    }
+}
+
 /// `sozu upgrade` with our CLI against our master, and with Sōzu 2.1's CLI against its
 /// master holding the same state, in the same run.
 fn sozu21_rows(sozu: &Path, sozu21: &Path, running: &Running, n: usize, label: &str) -> Vec<Row> {
@@ -202,6 +219,9 @@ fn sozu21_rows(sozu: &Path, sozu21: &Path, running: &Running, n: usize, label: &
     let file = running.dir.join("sozu21.state");
     sozu_state::save_atomic(&file, &state).unwrap();
     drop(state);
+    // Sōzu's upgraded master is a grandchild whose parent exits: adopted here (as a
+    // subreaper) so that it can be found and stopped afterwards
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let theirs = {
         let s = crate::master::Sozu21::start(sozu21, "upgrade");
         let loaded = s.connect().call(&R::LoadState(file.display().to_string()).into());
@@ -212,6 +232,7 @@ fn sozu21_rows(sozu: &Path, sozu21: &Path, running: &Running, n: usize, label: &
             None
         }
     };
+    kill_children_running(sozu21);
     match (ours, theirs) {
         (Some(ours), Some(theirs)) => vec![Row {
             name: format!(
