@@ -185,7 +185,8 @@ fn cli_upgrade(binary: &Path, config: &Path, runs: usize) -> Option<Duration> {
 /// Kills this process's children (adopted orphans included) that run `binary`.
 fn kill_children_running(binary: &Path) {
     let me = std::process::id();
-    let tasks = std::fs::read_dir(format!("/proc/{me}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    let tasks =
+        std::fs::read_dir(format!("/proc/{me}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
     for task in tasks {
         let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
         for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
