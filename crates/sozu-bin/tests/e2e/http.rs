@@ -588,7 +588,8 @@ fn twenty_main_and_twenty_worker_upgrades_under_http_load_lose_no_request() {
         let out = m.ok(&["-t", "20000", "upgrade", "--main-only"]);
         assert!(out.contains("Upgrade successful"), "{out}");
         let ids: Vec<u32> = {
-            let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "status"])).unwrap();
+            // a loaded CI machine can take more than the default second to answer
+            let v: serde_json::Value = serde_json::from_str(&m.ok(&["-t", "20000", "-j", "status"])).unwrap();
             let running = |w: &&serde_json::Value| w["run_state"].as_i64() == Some(RunState::Running as i64);
             v["WORKERS"]["vec"]
                 .as_array()

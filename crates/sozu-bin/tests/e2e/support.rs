@@ -221,6 +221,19 @@ pub(crate) fn count_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
+/// `count_fds` once it stopped changing (the master closed the CLI calls' connections).
+pub(crate) fn stable_fds(pid: u32) -> usize {
+    let mut last = count_fds(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count_fds(pid);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// Kills a master the test started by hand if the test fails first.
 pub(crate) struct KillOnDrop(pub(crate) Child);
 

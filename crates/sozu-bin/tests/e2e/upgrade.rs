@@ -129,19 +129,6 @@ fn broken_main_upgrades_answer_failure_in_time_and_the_old_master_keeps_serving(
     }
 }
 
-/// `count_fds` once it stopped changing (the master closed the CLI calls' connections).
-fn stable_fds(pid: u32) -> usize {
-    let mut last = count_fds(pid);
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = count_fds(pid);
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-}
-
 /// `count_fds` once it is `expected`, or after 3 s.
 fn settled_fds(pid: u32, expected: usize) -> usize {
     let end = Instant::now() + Duration::from_secs(3);

@@ -221,7 +221,15 @@ impl HttpProxy {
             let (mut front, client) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // interrupted, or a client gone before it was accepted: the next one
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    continue;
+                }
                 Err(_) => {
                     // out of fds (or memory): what is queued waits for the next tick
                     if !self.accept_retry.contains(&token) {
