@@ -303,3 +303,28 @@ mod tests {
         assert_eq!(b.order(&s, "c", later + PROBE_AFTER).len(), 2);
     }
 }
+
+/// Whether a failed connect is this process's own shortage (out of fds, memory or local
+/// ports) rather than anything the backend did: such a failure does not count against
+/// the backend's health (marking a healthy backend down would turn one full fd table
+/// into 503s for every request), and the other candidates would fail the same way.
+pub(crate) fn local_shortage(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL))
+}
+
+#[cfg(test)]
+mod shortage_tests {
+    use super::local_shortage;
+    use std::io::Error;
+
+    #[test]
+    fn only_our_own_shortages_are_local() {
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM, libc::EADDRNOTAVAIL] {
+            assert!(local_shortage(&Error::from_raw_os_error(code)), "{code}");
+        }
+        for code in [libc::ECONNREFUSED, libc::ETIMEDOUT, libc::EHOSTUNREACH, libc::ENETUNREACH, libc::ECONNRESET] {
+            assert!(!local_shortage(&Error::from_raw_os_error(code)), "{code}");
+        }
+        assert!(!local_shortage(&Error::other("no errno")));
+    }
+}

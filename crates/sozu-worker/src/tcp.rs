@@ -261,6 +261,8 @@ impl TcpProxy {
                     self.backends.entry((cluster.to_string(), backend.clone())).or_default().connections += 1;
                     return Some((backend, stream, addr));
                 }
+                // our own shortage: no backend is to blame, and none would do better
+                Err(e) if crate::balancer::local_shortage(&e) => return None,
                 Err(_) => self.count_connect_error(cluster, &backend, addr),
             }
         }

@@ -714,3 +714,52 @@ fn http_exchanges_over_max_buffers_wait_for_buffers_and_idle_connections_hold_no
     }
     assert_eq!(v["METRICS"]["proxying"]["connections_refused"]["inner"]["COUNT"].as_i64().unwrap_or(0), 0);
 }
+
+#[test]
+fn a_worker_out_of_fds_answers_503_keeps_its_backends_up_and_accepts_again() {
+    let (m, _, _) = http_master("fdshortage", "");
+    let mut sub = m.raw();
+    sub.send(&R::SubscribeEvents(SubscribeEvents {}).into());
+    sub.recv().unwrap(); // EVENTS_SUBSCRIBED
+    // each worker may open only a few more fds (util-linux's prlimit, on the running worker)
+    for w in m.worker_pids() {
+        let limit = count_fds(w as u32) + 12;
+        let out =
+            Command::new("prlimit").args(["--pid", &w.to_string(), &format!("--nofile={limit}:{limit}")]).output();
+        assert!(out.is_ok_and(|o| o.status.success()), "prlimit is needed (util-linux)");
+    }
+    // 40 clients at once: a client connection and a backend connection each
+    let mut clients: Vec<Client> = (0..40).map(|_| Client::connect(m.http_port)).collect();
+    for c in &mut clients {
+        c.send(b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n");
+        c.w.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    }
+    let mut first = Vec::new();
+    let mut waiting = Vec::new();
+    for mut c in clients {
+        match c.answer() {
+            Some(a) => first.push(a.status),
+            None => waiting.push(c), // still in the accept queue: the worker has no fd
+        }
+    }
+    assert!(!waiting.is_empty() || first.contains(&503), "the fd shortage happened: {first:?}");
+    assert!(first.iter().all(|s| *s == 200 || *s == 503), "{first:?}");
+    // the answered connections go; the queued ones are accepted and served then
+    for c in &mut waiting {
+        c.w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    let later: Vec<u16> = waiting.iter_mut().map(|c| c.answer().map_or(0, |a| a.status)).collect();
+    assert!(later.iter().all(|s| *s == 200 || *s == 503), "every queued client answered: {later:?}");
+    drop(waiting);
+    // the backends were never blamed for our shortage: no BACKEND_DOWN, and served at once
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(Client::connect(m.http_port).get("api.test", "/").status, 200);
+    sub.0.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    while let Some(r) = sub.try_recv() {
+        let kind = match r.content.and_then(|c| c.content_type) {
+            Some(ContentType::Event(e)) => e.kind,
+            _ => continue,
+        };
+        assert_ne!(kind, EventKind::BackendDown as i32, "a backend was marked down for our own shortage");
+    }
+}

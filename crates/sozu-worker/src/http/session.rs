@@ -603,6 +603,8 @@ impl Session {
                         reusable: false,
                     });
                 }
+                // our own shortage: no backend is to blame, and none would do better
+                Err(e) if crate::balancer::local_shortage(&e) => return None,
                 Err(_) => self.counts.connect_errors.push((cluster.to_string(), backend, addr)),
             }
         }
