@@ -37,14 +37,37 @@ pub fn peer_comm_in(proc_root: &Path, pid: i32) -> Option<String> {
         return None;
     }
     let dir = proc_root.join(pid.to_string());
-    let read_start = || std::fs::read_to_string(dir.join("stat")).ok().as_deref().and_then(parse_start_time);
+    let read_start = || read_small(&dir.join("stat")).and_then(|s| parse_start_time(&String::from_utf8_lossy(&s)));
     let before = read_start()?;
-    let comm = std::fs::read(dir.join("comm")).ok()?;
+    let comm = read_small(&dir.join("comm"))?;
     let after = read_start()?;
     if before != after {
         return None;
     }
     parse_comm(&String::from_utf8_lossy(&comm))
+}
+
+/// Reads a small procfs file whole, in one `read` when it fits in 1 KiB (procfs reports
+/// a size of 0, which makes `fs::read` probe with reads of 32, 64, 128… bytes: this runs
+/// at every accept of the supervisor that snapshots its peers).
+fn read_small(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    Some(buf)
 }
 
 #[cfg(test)]
@@ -104,5 +127,17 @@ mod tests {
         std::fs::remove_file(dir.join("stat")).unwrap();
         assert_eq!(peer_comm_in(&root, 42), None, "stat gone: process gone");
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn small_reads_read_whole_files_of_any_size() {
+        let own = read_small(Path::new("/proc/self/comm")).unwrap();
+        assert_eq!(own, std::fs::read("/proc/self/comm").unwrap());
+        let path = std::env::temp_dir().join(format!("peer-identity-read-small-{}", std::process::id()));
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &big).unwrap();
+        assert_eq!(read_small(&path).unwrap(), big, "past the first 1 KiB");
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_small(Path::new("/proc/0/nope")).is_none());
     }
 }
