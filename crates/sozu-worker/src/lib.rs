@@ -16,13 +16,15 @@
 //! The data plane: `tcp.rs` proxies TCP listeners to their cluster's backends;
 //! `http/` serves HTTP/1.1 listeners (`head.rs` parses and rewrites heads,
 //! `framing.rs` finds where bodies end, `session.rs` is one client connection,
-//! `mod.rs` routes and accepts). Both accept on the master's listening sockets
+//! `mod.rs` routes and accepts); `pool.rs` bounds the buffers of active connections
+//! (`max_buffers`). Both accept on the master's listening sockets
 //! (received by SCM), never on sockets of their own. A staged load (`StagedLoad`) is
 //! applied to a copy of the state until the master commits it.
 //!
 //! Dependencies: `httparse` (a small, fuzzed, allocation-free HTTP/1.x head parser,
-//! used by hyper; we add the limits and smuggling checks on top) and `regex` (regex
-//! path rules of HTTP frontends, compiled once per pattern).
+//! used by hyper; we add the limits and smuggling checks on top), `regex` (regex
+//! path rules of HTTP frontends, compiled once per pattern) and `libc` (only the errno
+//! constants that tell our own shortage of fds or memory from a backend's failure).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
