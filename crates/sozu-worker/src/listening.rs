@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
 /// The listeners a proxy has registered, by token.
@@ -41,6 +41,37 @@ pub(crate) fn sync(
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// The next connection queued on listener `token`, with the listener's address and the
+/// client's; `None` when none is left now (or the listener is gone). A client gone before
+/// it was accepted is skipped. Any other error (out of fds or memory) leaves the queue
+/// for later and puts `token` in `retry`: an edge-triggered listener signals nothing
+/// more for what is already queued, so the proxy tries again at its next tick.
+pub(crate) fn accept(
+    registered: &Registered,
+    token: Token,
+    retry: &mut Vec<Token>,
+) -> Option<(SocketAddr, TcpStream, SocketAddr)> {
+    use std::io::ErrorKind;
+    let (addr, listener) = registered.get(&token)?;
+    loop {
+        match listener.accept() {
+            Ok((stream, client)) => return Some((*addr, stream, client)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Interrupted | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+                ) => {}
+            Err(_) => {
+                if !retry.contains(&token) {
+                    retry.push(token);
+                }
+                return None;
+            }
         }
     }
 }

@@ -168,26 +168,9 @@ impl TcpProxy {
 
     fn accept(&mut self, registry: &Registry, state: &ConfigState, token: Token) {
         loop {
-            let Some((addr, listener)) = self.listeners.get(&token) else { return };
-            let (front, _) = match listener.accept() {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // interrupted, or a client gone before it was accepted: the next one
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    continue;
-                }
-                Err(_) => {
-                    // out of fds (or memory): what is queued waits for the next tick
-                    if !self.accept_retry.contains(&token) {
-                        self.accept_retry.push(token);
-                    }
-                    return;
-                }
+            let Some((addr, front, _)) = crate::listening::accept(&self.listeners, token, &mut self.accept_retry)
+            else {
+                return;
             };
             if self.sessions.len() + self.others >= self.limits.max_sessions || !self.pool.borrow().can_take() {
                 // over max_connections / max_buffers: closed at once
@@ -195,11 +178,11 @@ impl TcpProxy {
                 drop(front);
                 continue;
             }
-            let Some(cluster) = state.tcp_cluster_for(*addr).map(str::to_string) else { continue };
+            let Some(cluster) = state.tcp_cluster_for(addr).map(str::to_string) else { continue };
             let now = Instant::now();
             let secs = |t: u32| Duration::from_secs(u64::from(t.max(1)));
             let (front_timeout, back_timeout, connect_timeout) = state
-                .tcp_listener(*addr)
+                .tcp_listener(addr)
                 .map_or((Duration::from_secs(60), Duration::from_secs(30), Duration::from_secs(3)), |l| {
                     (secs(l.front_timeout), secs(l.back_timeout), secs(l.connect_timeout))
                 });

@@ -10,10 +10,10 @@
 mod answers;
 mod framing;
 mod head;
+mod io;
 mod session;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -216,27 +216,10 @@ impl HttpProxy {
 
     fn accept(&mut self, registry: &Registry, state: &ConfigState, token: Token) {
         loop {
-            let Some((addr, listener)) = self.listeners.get(&token) else { return };
-            let addr = *addr;
-            let (mut front, client) = match listener.accept() {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // interrupted, or a client gone before it was accepted: the next one
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    continue;
-                }
-                Err(_) => {
-                    // out of fds (or memory): what is queued waits for the next tick
-                    if !self.accept_retry.contains(&token) {
-                        self.accept_retry.push(token);
-                    }
-                    return;
-                }
+            let Some((addr, mut front, client)) =
+                crate::listening::accept(&self.listeners, token, &mut self.accept_retry)
+            else {
+                return;
             };
             if self.sessions.len() + self.others >= self.limits.max_sessions {
                 // over max_connections / max_buffers: closed at once
