@@ -89,7 +89,7 @@ fn main() {
     }
     if wanted("traffic") {
         match &sozu {
-            Some(path) => sections.extend(traffic::run(path, quick)),
+            Some(path) => sections.extend(traffic::run(path, sozu21.as_deref(), quick)),
             None => eprintln!("no --sozu PATH: the data-plane benchmarks are skipped"),
         }
     }

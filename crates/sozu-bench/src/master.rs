@@ -87,7 +87,6 @@ impl Drop for Master {
 /// A Sōzu 2.1 master (its own binary, given by `--sozu21 PATH`), for same-run
 /// comparisons. Its buffers are enlarged: with the defaults a large LoadState kills its
 /// workers.
-/// A Sōzu 2.1 master started from its own binary, for same-run comparisons.
 pub(crate) struct Sozu21 {
     pub(crate) dir: PathBuf,
     pub(crate) child: Child,

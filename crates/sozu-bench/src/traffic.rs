@@ -1,6 +1,7 @@
 //! The data plane under `wrk`: requests/s and p99 latency straight to an nginx backend,
 //! through our HTTP listener, through our TCP listener, and through HAProxy (one
-//! thread, an equivalent configuration), all in the same run with one worker; and the
+//! thread, an equivalent configuration), all in the same run with one worker; with
+//! `--sozu21 PATH`, through Sōzu 2.1's own worker on the same backend too; and the
 //! worker's memory with 10,000 idle keep-alive connections.
 //!
 //! Needs `wrk`, `nginx` and `haproxy` on the PATH (Debian packages `wrk`, `nginx-light`,
@@ -34,12 +35,17 @@ fn wait_port(port: u16) {
     }
 }
 
-/// Processes killed on drop.
+/// Processes killed on drop, with their children (a Sōzu 2.1 worker outlives a
+/// killed master).
 struct Procs(Vec<Child>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
         for c in &mut self.0 {
+            let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id())).unwrap_or_default();
+            for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -84,7 +90,7 @@ fn raise_nofile(wanted: u64) {
     }
 }
 
-pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
+pub fn run(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Option<Section> {
     let (Some(wrk_bin), Some(nginx), Some(haproxy)) = (which("wrk"), which("nginx"), which("haproxy")) else {
         eprintln!("wrk, nginx or haproxy missing: the data-plane benchmarks are skipped");
         return None;
@@ -98,6 +104,7 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
     std::fs::create_dir_all(&dir).unwrap();
     let (backend, http, tcp, hap) = (free_port(), free_port(), free_port(), free_port());
     let hap_tcp = free_port();
+    let (s21_http, s21_tcp) = (free_port(), free_port());
     let d = dir.display();
     std::fs::write(
         dir.join("nginx.conf"),
@@ -149,22 +156,47 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
     c.args(["start", "-c"]).arg(dir.join("sozu.toml"));
     quiet(&mut c);
     procs.0.push(c.spawn().expect("start sozu"));
-    for port in [backend, hap, http, tcp, hap_tcp] {
+    // Sōzu 2.1 in the same configuration (one worker, the same listeners and clusters)
+    if let Some(binary) = sozu21 {
+        std::fs::write(
+            dir.join("sozu21.toml"),
+            format!(
+                "command_socket = \"{d}/sozu21.sock\"\nworker_count = 1\nlog_level = \"error\"\nmax_connections = 1000\n\
+                 [[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:{s21_http}\"\n\
+                 [[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{s21_tcp}\"\n\
+                 [clusters.bench]\nprotocol = \"http\"\nfrontends = [{{ address = \"127.0.0.1:{s21_http}\", hostname = \"bench\" }}]\n\
+                 backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n\
+                 [clusters.benchtcp]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:{s21_tcp}\" }}]\n\
+                 backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n"
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new(binary);
+        c.args(["start", "-c"]).arg(dir.join("sozu21.toml"));
+        quiet(&mut c);
+        procs.0.push(c.spawn().expect("start Sōzu 2.1"));
+    }
+    let mut ports = vec![backend, hap, http, tcp, hap_tcp];
+    if sozu21.is_some() {
+        ports.extend([s21_http, s21_tcp]);
+    }
+    for &port in &ports {
         wait_port(port);
     }
     std::thread::sleep(Duration::from_millis(300));
     // interleaved rounds; each figure is the best round (the least disturbed)
     let seconds = if quick { 2 } else { 5 };
     let rounds = if quick { 1 } else { 3 };
-    let mut best = [(0.0f64, f64::MAX); 5];
+    let mut best = [(0.0f64, f64::MAX); 7];
+    let order = [backend, http, tcp, hap, hap_tcp, s21_http, s21_tcp];
     for _ in 0..rounds {
-        for (i, port) in [backend, http, tcp, hap, hap_tcp].into_iter().enumerate() {
+        for (i, &port) in order.iter().enumerate().take(if sozu21.is_some() { 7 } else { 5 }) {
             let (rps, p99) = wrk(&wrk_bin, port, seconds);
             best[i].0 = best[i].0.max(rps);
             best[i].1 = best[i].1.min(p99);
         }
     }
-    let [direct, ours_http, ours_tcp, haproxy_figures, haproxy_tcp] = best;
+    let [direct, ours_http, ours_tcp, haproxy_figures, haproxy_tcp, s21_http_figures, s21_tcp_figures] = best;
     let fmt = |(rps, p99): (f64, f64)| format!("{rps:.0} req/s, p99 {p99:.2} ms");
     let mut rows = vec![
         Row {
@@ -210,6 +242,31 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
             target: "—".into(),
         },
     ];
+    if sozu21.is_some() {
+        rows.extend([
+            Row {
+                name: "for reference: Sōzu 2.1's HTTP listener (1 worker) vs straight to the backend".into(),
+                ours: fmt(s21_http_figures),
+                baseline: fmt(direct),
+                ratio: s21_http_figures.0 / direct.0,
+                target: "—".into(),
+            },
+            Row {
+                name: "for reference: Sōzu 2.1's TCP listener (1 worker) vs straight to the backend".into(),
+                ours: fmt(s21_tcp_figures),
+                baseline: fmt(direct),
+                ratio: s21_tcp_figures.0 / direct.0,
+                target: "—".into(),
+            },
+            Row {
+                name: "our TCP listener vs Sōzu 2.1's".into(),
+                ours: fmt(ours_tcp),
+                baseline: fmt(s21_tcp_figures),
+                ratio: ours_tcp.0 / s21_tcp_figures.0,
+                target: "—".into(),
+            },
+        ]);
+    }
     // memory with 10,000 idle keep-alive connections (each served one request)
     let workers = std::fs::read_to_string(format!("/proc/{}/task/{}/children", procs.0[2].id(), procs.0[2].id()))
         .unwrap_or_default();
@@ -247,7 +304,7 @@ pub fn run(sozu: &Path, quick: bool) -> Option<Section> {
     let _ = std::fs::remove_dir_all(&dir);
     Some(Section {
         title: "Data plane (wrk, one worker, nginx backend, same machine)",
-        baseline: "HAProxy 2.6 with one thread and keep-alive/reuse to the same nginx; nginx directly; every figure the best of 3 interleaved 5 s rounds",
+        baseline: "HAProxy 2.6 with one thread and keep-alive/reuse to the same nginx; nginx directly; with `--sozu21`, Sōzu 2.1.1 with one worker and the same listeners and clusters; every figure the best of 3 interleaved 5 s rounds",
         rows,
     })
 }
