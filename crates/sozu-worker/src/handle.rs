@@ -1,11 +1,19 @@
 //! What a worker does with each request.
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
 use slog::{info, warn};
 use sozu_proto::request::RequestType as R;
 use sozu_proto::response_content::ContentType;
 use sozu_proto::{ClusterHashes, ClusterInformations, ResponseContent, StagedLoadStep, WorkerRequest, WorkerResponse};
+use sozu_scm_socket::ListenerKind;
 
 use crate::Worker;
+
+/// How long a worker waits for the socket of a listener added while running (the
+/// master sends it before the request, so it is normally there already).
+const ADOPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether the worker goes on after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,15 +63,70 @@ impl Worker {
                 }
                 Err(e) => (WorkerResponse::failure(id, e), Outcome::Continue),
             },
-            R::StagedLoad(staged) => (self.stage(id, staged.step), Outcome::Continue),
-            _ => match self.staged.as_mut().unwrap_or(&mut self.state).dispatch(&request.content) {
-                Ok(_) => (ok(None), Outcome::Continue),
-                Err(e) => {
-                    warn!(self.log, "worker {}: {} refused: {e}", self.id, sozu_proto::verb_name(verb));
-                    (WorkerResponse::failure(id, e.to_string()), Outcome::Continue)
+            R::StagedLoad(staged) => {
+                let answer = self.stage(id, staged.step);
+                self.close_unused_listeners();
+                (answer, Outcome::Continue)
+            }
+            _ => {
+                match verb {
+                    R::AddHttpListener(l) => self.adopt_listener(ListenerKind::Http, &l.address),
+                    R::AddTcpListener(l) => self.adopt_listener(ListenerKind::Tcp, &l.address),
+                    _ => {}
                 }
-            },
+                match self.staged.as_mut().unwrap_or(&mut self.state).dispatch(&request.content) {
+                    Ok(_) => {
+                        if matches!(verb, R::RemoveListener(_)) {
+                            self.close_unused_listeners();
+                        }
+                        (ok(None), Outcome::Continue)
+                    }
+                    Err(e) => {
+                        warn!(self.log, "worker {}: {} refused: {e}", self.id, sozu_proto::verb_name(verb));
+                        (WorkerResponse::failure(id, e.to_string()), Outcome::Continue)
+                    }
+                }
+            }
         }
+    }
+
+    /// The socket of a listener added while running: the master sent it on the SCM
+    /// socket just before the request (see ARCHITECTURE.md, "Who owns listener fds").
+    /// Waits for it at most `ADOPT_TIMEOUT`, and only when this worker has none for
+    /// that address.
+    fn adopt_listener(&mut self, kind: ListenerKind, address: &sozu_proto::SocketAddress) {
+        let Ok(addr) = SocketAddr::try_from(address) else { return };
+        let deadline = Instant::now() + ADOPT_TIMEOUT;
+        while !self.listeners.of(kind).iter().any(|(a, _)| *a == addr) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                warn!(self.log, "worker {}: no socket came from the master for listener {addr}", self.id);
+                return;
+            }
+            match self.scm.recv_listeners(Some(left)) {
+                Ok(received) => {
+                    // a newer socket for an address replaces the old one
+                    for (k, a, _) in received.iter() {
+                        drop(self.listeners.take(k, a));
+                    }
+                    self.listeners.extend(received);
+                }
+                Err(e) => {
+                    warn!(self.log, "worker {}: receiving the socket of listener {addr}: {e}", self.id);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Closes the sockets of listeners neither the state nor a staged load has (after a
+    /// removal or an aborted load), so that their port is free again once every process
+    /// closed its copy.
+    fn close_unused_listeners(&mut self) {
+        let (state, staged) = (&self.state, self.staged.as_ref());
+        let used = |a: &SocketAddr| state.has_listener(*a) || staged.is_some_and(|s| s.has_listener(*a));
+        self.listeners.http.retain(|(a, _)| used(a));
+        self.listeners.tcp.retain(|(a, _)| used(a));
     }
 
     /// One step of a staged load (see ARCHITECTURE.md, "Staged LoadState").

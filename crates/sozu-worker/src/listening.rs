@@ -13,7 +13,9 @@ use mio::{Interest, Registry, Token};
 pub(crate) type Registered = HashMap<Token, (SocketAddr, TcpListener)>;
 
 /// Registers listener `i` of `fds` (token `base + i`) when `wanted(address)`, and
-/// deregisters it when not.
+/// deregisters it when not. A registered token whose place in `fds` now holds another
+/// address (a socket was closed before it) is deregistered first, then registered again
+/// under its new token.
 pub(crate) fn sync(
     registry: &Registry,
     registered: &mut Registered,
@@ -21,6 +23,13 @@ pub(crate) fn sync(
     base: usize,
     wanted: impl Fn(SocketAddr) -> bool,
 ) {
+    registered.retain(|token, (addr, listener)| {
+        let current = token.0.checked_sub(base).and_then(|i| fds.get(i)).is_some_and(|(a, _)| a == addr);
+        if !current {
+            let _ = registry.deregister(listener);
+        }
+        current
+    });
     for (index, (addr, fd)) in fds.iter().enumerate() {
         let token = Token(base + index);
         match (wanted(*addr), registered.contains_key(&token)) {

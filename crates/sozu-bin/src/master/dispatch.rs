@@ -224,7 +224,20 @@ impl Master {
         let ulid = Ulid::new();
         let sha = request_sha(&request);
         let snapshot = self.config.audit_fail_closed.then(|| self.state.clone());
+        // a new listener's socket first: a failure to bind changes nothing
+        let bound = match self.bind_added(&request) {
+            Ok(bound) => bound,
+            Err(reason) => {
+                let _ =
+                    self.write_attempt(Some(token), ulid, &described, Err((ErrorCode::IoError, reason.clone())), &sha);
+                self.reply(token, Response::failure(reason));
+                return;
+            }
+        };
         if let Err(e) = self.state.dispatch(&request) {
+            if let Some((kind, addr)) = bound {
+                self.unbind(kind, addr);
+            }
             let reason = e.to_string();
             let _ = self.write_attempt(
                 Some(token),
@@ -243,8 +256,19 @@ impl Master {
             && let Some(before) = snapshot
         {
             *self.state = before;
+            if let Some((kind, addr)) = bound {
+                self.unbind(kind, addr);
+            }
             self.reply(token, Response::failure(format!("refused: the audit record cannot be written ({e})")));
             return;
+        }
+        // workers get a new listener's socket before the request, and close a removed one
+        // when they apply it (the master's copy goes now)
+        if let Some((kind, addr)) = bound {
+            self.share_listener(kind, addr);
+        }
+        if let Some((kind, addr)) = super::listen::removed(&request) {
+            self.unbind(kind, addr);
         }
         if let Some(kind) = described.event {
             self.emit(kind, Some(&described));

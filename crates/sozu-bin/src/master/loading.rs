@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::BufReader;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use mio::Token;
 use slog::{info, warn};
 use sozu_proto::request::RequestType as R;
 use sozu_proto::{EventKind, Request, Response, RunState, StagedLoad, StagedLoadStep};
+use sozu_scm_socket::ListenerKind;
 use sozu_state::{ConfigState, Loader};
 use ulid::Ulid;
 
@@ -36,6 +38,8 @@ pub(super) struct Loading {
     /// Records sent to each worker.
     pub sent: usize,
     pub phase: Phase,
+    /// Listener sockets bound for this load (closed again if it does not commit).
+    bound: Vec<(ListenerKind, SocketAddr)>,
     ulid: Ulid,
     described: Described,
     sha: String,
@@ -89,6 +93,7 @@ impl Master {
             path: path.clone(),
             sent: 0,
             phase: Phase::Parsing(Box::new(loader)),
+            bound: Vec::new(),
             ulid,
             described,
             sha,
@@ -122,10 +127,39 @@ impl Master {
         let Some(loading) = self.loading.as_mut() else { return };
         let Phase::Parsing(loader) = &mut loading.phase else { return };
         let mut batch = BatchBuilder::default();
-        let result = loader.step(SLICE, |r| batch.push(&r));
+        let mut listeners = Vec::new();
+        let result = loader.step(SLICE, |r| {
+            listeners.extend(super::listen::added(&r));
+            batch.push(&r)
+        });
         let task = loading.task;
         let base = loading.sent;
         loading.sent += batch.len();
+        // the sockets of new listeners, bound and handed to the workers before their
+        // records; a failure to bind aborts the load
+        for (kind, addr) in listeners {
+            match self.bind_listener(kind, addr) {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.share_listener(kind, addr);
+                    if let Some(l) = self.loading.as_mut() {
+                        l.bound.push((kind, addr));
+                    }
+                }
+                Err(e) => {
+                    let path = self.loading.as_ref().map(|l| l.path.display().to_string()).unwrap_or_default();
+                    let reason = format!("cannot load state from {path}: {e}; nothing was changed");
+                    if let Some(loading) = &self.loading {
+                        let (ulid, d, sha) = (loading.ulid, loading.described.clone(), loading.sha.clone());
+                        let client = self.load_client(task);
+                        let _ =
+                            self.write_attempt(Some(client), ulid, &d, Err((ErrorCode::IoError, reason.clone())), &sha);
+                    }
+                    self.abort_loading(reason, false);
+                    return;
+                }
+            }
+        }
         self.send_to_task(task, batch.finish(), base);
         match result {
             Ok(false) => {}
@@ -283,6 +317,11 @@ impl Master {
                 return Response::failure("the load ended unexpectedly; nothing was changed");
             }
         };
+        if !matches!(loading.phase, Phase::Final { committed: true, .. }) {
+            for (kind, addr) in &loading.bound {
+                self.unbind(*kind, *addr);
+            }
+        }
         let path = loading.path.display();
         match loading.phase {
             Phase::Final { committed: true, .. } if failed.is_empty() => Response::ok(

@@ -4,6 +4,7 @@ mod batch;
 mod conn;
 mod dashboard;
 mod dispatch;
+mod listen;
 mod loading;
 mod process;
 mod records;

@@ -11,6 +11,7 @@ use slog::{info, warn};
 use sozu_config::{Config, Protocol};
 use sozu_proto::request::RequestType as R;
 use sozu_proto::{Request, Response};
+use sozu_scm_socket::ListenerKind;
 use sozu_state::ConfigState;
 use ulid::Ulid;
 
@@ -46,11 +47,14 @@ impl Master {
             Ok((config, staged, diff, bound)) => {
                 let summary = summarize(&diff);
                 info!(self.log, "reloading {}: {summary}", path.display());
-                for (kind, addr, fd) in bound {
-                    match kind {
-                        Protocol::Http => self.listeners.http.push((addr, fd)),
-                        Protocol::Tcp => self.listeners.tcp.push((addr, fd)),
-                    }
+                for (protocol, addr, fd) in bound {
+                    let kind = match protocol {
+                        Protocol::Http => ListenerKind::Http,
+                        Protocol::Tcp => ListenerKind::Tcp,
+                    };
+                    self.listeners.of_mut(kind).push((addr, fd));
+                    // running workers get it before the diff that adds the listener
+                    self.share_listener(kind, addr);
                 }
                 let kept: Vec<std::net::SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
                 self.listeners.http.retain(|(a, _)| kept.contains(a));

@@ -260,3 +260,68 @@ fn a_backend_that_does_not_accept_is_left_at_the_connect_timeout_for_the_next_on
     let errors = v["METRICS"]["proxying"]["connect_errors"]["inner"]["COUNT"].as_i64().unwrap_or(0);
     assert!(errors >= 1, "the hanging backend's connect timed out and was counted: {v}");
 }
+
+/// `tcp_call` until it answers (a listener reaches every worker within the command's
+/// answer; give a loaded machine a moment anyway).
+fn call_until_answered(port: u16, body: &[u8]) -> String {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tcp_call(port, body) {
+            Ok(answer) if !answer.is_empty() => return answer,
+            other => assert!(Instant::now() < end, "no answer through {port}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn listeners_added_while_running_carry_traffic_in_every_worker_and_free_their_port_when_removed() {
+    let m = tcp_master("runtime-listener");
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    m.ok(&["listener", "tcp", "add", "-a", &address]);
+    m.ok(&["listener", "tcp", "activate", "-a", &address]);
+    m.ok(&["frontend", "tcp", "add", "-i", "db", "-a", &address]);
+    // both workers accept on it: a SIGSTOPped one cannot hide the other
+    let workers = m.worker_pids();
+    for stopped in &workers {
+        let pid = nix::unistd::Pid::from_raw(*stopped);
+        nix::sys::signal::kill(pid, nix::sys::signal::SIGSTOP).unwrap();
+        for i in 0..5 {
+            let answer = call_until_answered(port, format!("runtime-{i}").as_bytes());
+            assert!(answer.ends_with(&format!(":runtime-{i}")), "{answer}");
+        }
+        nix::sys::signal::kill(pid, nix::sys::signal::SIGCONT).unwrap();
+    }
+    // a worker started later (upgrade) gets the socket at boot
+    m.ok(&["-t", "10000", "upgrade", "--worker", "0"]);
+    m.ok(&["-t", "10000", "upgrade", "--worker", "1"]);
+    for i in 0..10 {
+        assert!(call_until_answered(port, b"after-upgrade").ends_with(":after-upgrade"), "call {i}");
+    }
+    // removed: nobody listens, the port can be bound again (every copy closed), and the
+    // same address can be added again
+    m.ok(&["frontend", "tcp", "remove", "-i", "db", "-a", &address]);
+    m.ok(&["listener", "tcp", "remove", "-a", &address]);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(probe) => {
+                drop(probe);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < end, "port {port} still held after the removal: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m.ok(&["listener", "tcp", "add", "-a", &address]);
+    m.ok(&["listener", "tcp", "activate", "-a", &address]);
+    m.ok(&["frontend", "tcp", "add", "-i", "db", "-a", &address]);
+    assert!(call_until_answered(port, b"again").ends_with(":again"));
+    // a port someone else holds: a clear failure, and the state is unchanged
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().to_string();
+    let err = m.fails(&["listener", "tcp", "add", "-a", &taken]);
+    assert!(err.contains(&format!("cannot bind listener {taken}")), "{err}");
+    assert!(!m.ok(&["listener", "list"]).contains(&taken));
+}
