@@ -176,6 +176,9 @@ pub enum MetricsCmd {
         /// Per worker, not merged.
         #[arg(short, long)]
         workers: bool,
+        /// Query again every this many seconds, on the same connection, until interrupted.
+        #[arg(short, long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+        refresh: Option<u64>,
     },
 }
 
@@ -198,11 +201,20 @@ pub enum StateCmd {
     Stats,
 }
 
+/// Load-balancing algorithms, by Sōzu 2.1's names (any case; the dashed forms are
+/// accepted too).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LoadBalancing {
+    /// Each backend in turn.
+    #[value(name = "round_robin", alias = "round-robin")]
     RoundRobin,
+    /// A backend at random.
     Random,
+    /// The backend with the fewest active connections.
+    #[value(name = "least_loaded", alias = "least-loaded")]
     LeastLoaded,
+    /// The less loaded of two backends picked at random.
+    #[value(name = "power_of_two", alias = "power-of-two")]
     PowerOfTwo,
 }
 
@@ -235,8 +247,12 @@ pub enum ClusterCmd {
         #[arg(long)]
         expect_proxy: bool,
         /// How backends are chosen.
-        #[arg(long, value_enum, default_value = "round-robin")]
+        #[arg(long, value_enum, ignore_case = true, default_value = "round_robin")]
         load_balancing_policy: LoadBalancing,
+        /// A custom answer of this cluster, `CODE=TEMPLATE` or `CODE=file:///path`: a whole
+        /// HTTP response (`HTTP/1.1 503 Busy\r\n\r\nbody`) or just a body. Repeatable.
+        #[arg(long = "answer", value_name = "CODE=TEMPLATE")]
+        answers: Vec<String>,
     },
     /// Remove a cluster with its frontends and backends.
     Remove {
@@ -382,17 +398,18 @@ pub enum ListenerCmd {
     /// HTTP listeners.
     Http {
         #[command(subcommand)]
-        cmd: ListenerAction,
+        cmd: HttpListenerAction,
     },
     /// TCP listeners.
     Tcp {
         #[command(subcommand)]
-        cmd: ListenerAction,
+        cmd: TcpListenerAction,
     },
     /// List listeners.
     List,
 }
 
+/// Options of every listener.
 #[derive(Debug, Args)]
 pub struct ListenerOptions {
     /// Address clients see (behind NAT or a load balancer), ip:port.
@@ -401,26 +418,115 @@ pub struct ListenerOptions {
     /// Expect a PROXY protocol header from clients.
     #[arg(long)]
     pub expect_proxy: bool,
-    /// Name of the sticky-session cookie (HTTP).
-    #[arg(long)]
-    pub sticky_name: Option<String>,
-    /// Seconds a client connection may stay idle (default 60).
+    /// Seconds a client connection may stay idle (a new listener: 60).
     #[arg(long)]
     pub front_timeout: Option<u32>,
-    /// Seconds a backend connection may stay idle (default 30).
+    /// Seconds a backend connection may stay idle (a new listener: 30).
     #[arg(long)]
     pub back_timeout: Option<u32>,
-    /// Seconds to connect to a backend (default 3).
+    /// Seconds to connect to a backend (a new listener: 3).
     #[arg(long)]
     pub connect_timeout: Option<u32>,
-    /// Seconds to receive a whole request (HTTP, default 10).
+}
+
+/// Options of HTTP listeners only.
+#[derive(Debug, Args)]
+pub struct HttpListenerOptions {
+    /// Name of the sticky-session cookie (a new listener: SOZUBALANCEID).
+    #[arg(long)]
+    pub sticky_name: Option<String>,
+    /// Seconds to receive a whole request (a new listener: 10).
     #[arg(long)]
     pub request_timeout: Option<u32>,
 }
 
+/// Custom answers of a new HTTP listener: files holding a whole HTTP response (or just
+/// its body).
+#[derive(Debug, Args)]
+pub struct AddAnswers {
+    /// File of the 404 answer (no frontend matches).
+    #[arg(long)]
+    pub answer_404: Option<PathBuf>,
+    /// File of the 503 answer (no backend available).
+    #[arg(long)]
+    pub answer_503: Option<PathBuf>,
+}
+
+/// Custom answers to replace on an HTTP listener, as files (the same statuses as Sōzu
+/// 2.1's CLI).
+#[derive(Debug, Args)]
+pub struct UpdateAnswers {
+    /// File of the 301 answer.
+    #[arg(long)]
+    pub answer_301: Option<PathBuf>,
+    /// File of the 401 answer.
+    #[arg(long)]
+    pub answer_401: Option<PathBuf>,
+    /// File of the 404 answer.
+    #[arg(long)]
+    pub answer_404: Option<PathBuf>,
+    /// File of the 408 answer.
+    #[arg(long)]
+    pub answer_408: Option<PathBuf>,
+    /// File of the 413 answer.
+    #[arg(long)]
+    pub answer_413: Option<PathBuf>,
+    /// File of the 421 answer.
+    #[arg(long)]
+    pub answer_421: Option<PathBuf>,
+    /// File of the 429 answer.
+    #[arg(long)]
+    pub answer_429: Option<PathBuf>,
+    /// File of the 502 answer.
+    #[arg(long)]
+    pub answer_502: Option<PathBuf>,
+    /// File of the 503 answer.
+    #[arg(long)]
+    pub answer_503: Option<PathBuf>,
+    /// File of the 504 answer.
+    #[arg(long)]
+    pub answer_504: Option<PathBuf>,
+    /// File of the 507 answer.
+    #[arg(long)]
+    pub answer_507: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
-pub enum ListenerAction {
-    /// Add a listener.
+pub enum HttpListenerAction {
+    /// Add an HTTP listener (inactive until activated).
+    Add {
+        /// Listener address, ip:port.
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+        #[command(flatten)]
+        options: ListenerOptions,
+        #[command(flatten)]
+        http: HttpListenerOptions,
+        #[command(flatten)]
+        answers: Box<AddAnswers>,
+    },
+    /// Change an HTTP listener's settings (only the options given).
+    Update {
+        /// Listener address, ip:port.
+        #[arg(short, long)]
+        address: std::net::SocketAddr,
+        #[command(flatten)]
+        options: ListenerOptions,
+        /// Stop expecting a PROXY protocol header.
+        #[arg(long, conflicts_with = "expect_proxy")]
+        no_expect_proxy: bool,
+        #[command(flatten)]
+        http: HttpListenerOptions,
+        #[command(flatten)]
+        answers: Box<UpdateAnswers>,
+    },
+    #[command(flatten)]
+    Common(ListenerCommon),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TcpListenerAction {
+    /// Add a TCP listener (inactive until activated).
     Add {
         /// Listener address, ip:port.
         #[arg(short, long)]
@@ -428,14 +534,24 @@ pub enum ListenerAction {
         #[command(flatten)]
         options: ListenerOptions,
     },
-    /// Change a listener's settings.
+    /// Change a TCP listener's settings (only the options given).
     Update {
         /// Listener address, ip:port.
         #[arg(short, long)]
         address: std::net::SocketAddr,
         #[command(flatten)]
         options: ListenerOptions,
+        /// Stop expecting a PROXY protocol header.
+        #[arg(long, conflicts_with = "expect_proxy")]
+        no_expect_proxy: bool,
     },
+    #[command(flatten)]
+    Common(ListenerCommon),
+}
+
+/// What every kind of listener can do.
+#[derive(Debug, Subcommand)]
+pub enum ListenerCommon {
     /// Remove a listener.
     Remove {
         /// Listener address, ip:port.

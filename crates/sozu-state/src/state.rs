@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 
 use sozu_proto::request::RequestType;
 use sozu_proto::{
-    AddCertificate, CertificateAndKey, Cluster, HttpListenerConfig, HttpsListenerConfig, ListenerType, PathRuleKind,
-    Request, RequestHttpFrontend, RequestTcpFrontend, RequestUdpFrontend, SocketAddress, TcpListenerConfig,
-    UdpListenerConfig,
+    AddCertificate, CertificateAndKey, Cluster, CustomHttpAnswers, HttpListenerConfig, HttpsListenerConfig,
+    ListenerType, PathRuleKind, Request, RequestHttpFrontend, RequestTcpFrontend, RequestUdpFrontend, SocketAddress,
+    TcpListenerConfig, UdpListenerConfig,
 };
 
 use crate::StateError;
@@ -123,6 +123,37 @@ macro_rules! patch {
             listener.$k.clone_from(v);
         })*
     }};
+}
+
+/// Replaces, status by status, the custom answers an update sets: into the listener's
+/// `http_answers`, and out of its `answers` map (where the same status would win in a
+/// worker), so that the update takes effect whichever way the answer was first set.
+fn patch_answers(
+    fields: &mut Option<CustomHttpAnswers>,
+    map: &mut BTreeMap<String, String>,
+    update: &CustomHttpAnswers,
+) {
+    let current = fields.get_or_insert_with(Default::default);
+    let pairs = [
+        (301, &update.answer_301, &mut current.answer_301),
+        (400, &update.answer_400, &mut current.answer_400),
+        (401, &update.answer_401, &mut current.answer_401),
+        (404, &update.answer_404, &mut current.answer_404),
+        (408, &update.answer_408, &mut current.answer_408),
+        (413, &update.answer_413, &mut current.answer_413),
+        (421, &update.answer_421, &mut current.answer_421),
+        (429, &update.answer_429, &mut current.answer_429),
+        (502, &update.answer_502, &mut current.answer_502),
+        (503, &update.answer_503, &mut current.answer_503),
+        (504, &update.answer_504, &mut current.answer_504),
+        (507, &update.answer_507, &mut current.answer_507),
+    ];
+    for (status, new, slot) in pairs {
+        if let Some(body) = new {
+            *slot = Some(body.clone());
+            map.retain(|k, _| k.trim().parse::<u16>().ok() != Some(status));
+        }
+    }
 }
 
 /// The listener at `address` in `map`, or UnknownListener.
@@ -281,7 +312,11 @@ impl ConfigState {
             R::ActivateListener(l) => self.set_active(addr(&l.address)?, l.proxy, true),
             R::DeactivateListener(l) => self.set_active(addr(&l.address)?, l.proxy, false),
             R::UpdateHttpListener(u) => {
-                patch!(listener_mut(&mut self.http_listeners, &u.address)?, u;
+                let listener = listener_mut(&mut self.http_listeners, &u.address)?;
+                if let Some(answers) = &u.http_answers {
+                    patch_answers(&mut listener.http_answers, &mut listener.answers, answers);
+                }
+                patch!(listener, u;
                     copy: expect_proxy, front_timeout, back_timeout, connect_timeout, request_timeout;
                     clone: sticky_name);
                 Ok(Applied::Changed)

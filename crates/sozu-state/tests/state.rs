@@ -201,6 +201,28 @@ fn a_changed_listener_stays_active_through_a_diff() {
 }
 
 #[test]
+fn a_listener_update_replaces_the_answers_it_names_and_keeps_the_others() {
+    let mut state = ConfigState::default();
+    let mut listener = http_listener(8080, false);
+    listener.answers = [("404".to_string(), "old 404".to_string()), ("503".to_string(), "old 503".to_string())].into();
+    apply(&mut state, &[R::AddHttpListener(listener).into()]);
+    let update = UpdateHttpListenerConfig {
+        address: sa(8080),
+        front_timeout: Some(5),
+        http_answers: Some(CustomHttpAnswers { answer_404: Some("new 404".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    apply(&mut state, &[R::UpdateHttpListener(update).into()]);
+    let l = state.http_listener("127.0.0.1:8080".parse().unwrap()).unwrap();
+    assert_eq!(l.front_timeout, 5);
+    // the new 404 in the per-status fields, the old one gone from the map (it would win)
+    assert_eq!(l.http_answers.as_ref().and_then(|h| h.answer_404.as_deref()), Some("new 404"));
+    assert_eq!(l.answers.get("404"), None);
+    assert_eq!(l.answers.get("503").map(String::as_str), Some("old 503"));
+    assert_eq!(l.http_answers.as_ref().and_then(|h| h.answer_503.as_deref()), None);
+}
+
+#[test]
 fn hashes_are_stable_and_sensitive() {
     let build = |port| {
         let mut s = ConfigState::new();

@@ -38,61 +38,133 @@ fn http_frontend(r: &HttpRoute) -> anyhow::Result<RequestHttpFrontend> {
     })
 }
 
-fn listener(kind: ListenerType, action: &ListenerAction) -> Request {
+/// The contents of an answer file (Sōzu's CLI sends the contents, not the path).
+fn answer_file(flag: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the {flag} file {}: {e}", path.display()))
+}
+
+/// `CODE=TEMPLATE` or `CODE=file:///path` (as Sōzu 2.1's `cluster add --answer`).
+fn cluster_answers(specs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let Some((code, value)) = spec.split_once('=') else {
+            bail!("--answer {spec:?} is not CODE=TEMPLATE or CODE=file:///path")
+        };
+        let code = code.trim();
+        if !matches!(code.parse::<u16>(), Ok(100..=599)) {
+            bail!("--answer {spec:?}: {code:?} is not an HTTP status code");
+        }
+        let body = match value.strip_prefix("file://") {
+            Some(path) => answer_file("--answer", std::path::Path::new(path))?,
+            None => value.to_string(),
+        };
+        out.insert(code.to_string(), body);
+    }
+    Ok(out)
+}
+
+fn common(kind: ListenerType, action: &ListenerCommon) -> R {
     match action {
-        ListenerAction::Add { address, options: o } => match kind {
-            ListenerType::Tcp => R::AddTcpListener(TcpListenerConfig {
-                address: (*address).into(),
-                public_address: o.public_address.map(Into::into),
-                expect_proxy: o.expect_proxy,
-                front_timeout: o.front_timeout.unwrap_or(60),
-                back_timeout: o.back_timeout.unwrap_or(30),
-                connect_timeout: o.connect_timeout.unwrap_or(3),
-                active: false,
-            }),
-            _ => R::AddHttpListener(HttpListenerConfig {
-                address: (*address).into(),
-                public_address: o.public_address.map(Into::into),
-                expect_proxy: o.expect_proxy,
-                sticky_name: o.sticky_name.clone().unwrap_or_else(|| "SOZUBALANCEID".into()),
-                front_timeout: o.front_timeout.unwrap_or(60),
-                back_timeout: o.back_timeout.unwrap_or(30),
-                connect_timeout: o.connect_timeout.unwrap_or(3),
-                request_timeout: o.request_timeout.unwrap_or(10),
-                ..Default::default()
-            }),
-        },
-        ListenerAction::Update { address, options: o } => match kind {
-            ListenerType::Tcp => R::UpdateTcpListener(UpdateTcpListenerConfig {
-                address: (*address).into(),
-                public_address: o.public_address.map(Into::into),
-                expect_proxy: o.expect_proxy.then_some(true),
-                front_timeout: o.front_timeout,
-                back_timeout: o.back_timeout,
-                connect_timeout: o.connect_timeout,
-            }),
-            _ => R::UpdateHttpListener(UpdateHttpListenerConfig {
-                address: (*address).into(),
-                public_address: o.public_address.map(Into::into),
-                expect_proxy: o.expect_proxy.then_some(true),
-                sticky_name: o.sticky_name.clone(),
-                front_timeout: o.front_timeout,
-                back_timeout: o.back_timeout,
-                connect_timeout: o.connect_timeout,
-                request_timeout: o.request_timeout,
-            }),
-        },
-        ListenerAction::Remove { address } => {
+        ListenerCommon::Remove { address } => {
             R::RemoveListener(RemoveListener { address: (*address).into(), proxy: kind as i32 })
         }
-        ListenerAction::Activate { address } => {
+        ListenerCommon::Activate { address } => {
             R::ActivateListener(ActivateListener { address: (*address).into(), proxy: kind as i32, from_scm: false })
         }
-        ListenerAction::Deactivate { address } => {
+        ListenerCommon::Deactivate { address } => {
             R::DeactivateListener(DeactivateListener { address: (*address).into(), proxy: kind as i32, to_scm: false })
         }
     }
-    .into()
+}
+
+/// `--expect-proxy` / `--no-expect-proxy` of an update: only what was asked changes.
+fn expect_proxy(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+fn tcp_listener(action: &TcpListenerAction) -> R {
+    match action {
+        TcpListenerAction::Add { address, options: o } => R::AddTcpListener(TcpListenerConfig {
+            address: (*address).into(),
+            public_address: o.public_address.map(Into::into),
+            expect_proxy: o.expect_proxy,
+            front_timeout: o.front_timeout.unwrap_or(60),
+            back_timeout: o.back_timeout.unwrap_or(30),
+            connect_timeout: o.connect_timeout.unwrap_or(3),
+            active: false,
+        }),
+        TcpListenerAction::Update { address, options: o, no_expect_proxy } => {
+            R::UpdateTcpListener(UpdateTcpListenerConfig {
+                address: (*address).into(),
+                public_address: o.public_address.map(Into::into),
+                expect_proxy: expect_proxy(o.expect_proxy, *no_expect_proxy),
+                front_timeout: o.front_timeout,
+                back_timeout: o.back_timeout,
+                connect_timeout: o.connect_timeout,
+            })
+        }
+        TcpListenerAction::Common(c) => common(ListenerType::Tcp, c),
+    }
+}
+
+fn http_listener(action: &HttpListenerAction) -> anyhow::Result<R> {
+    Ok(match action {
+        HttpListenerAction::Add { address, options: o, http, answers: a } => {
+            let mut answers = BTreeMap::new();
+            for (code, file) in [("404", &a.answer_404), ("503", &a.answer_503)] {
+                if let Some(file) = file {
+                    answers.insert(code.to_string(), answer_file(&format!("--answer-{code}"), file)?);
+                }
+            }
+            R::AddHttpListener(HttpListenerConfig {
+                address: (*address).into(),
+                public_address: o.public_address.map(Into::into),
+                expect_proxy: o.expect_proxy,
+                sticky_name: http.sticky_name.clone().unwrap_or_else(|| "SOZUBALANCEID".into()),
+                front_timeout: o.front_timeout.unwrap_or(60),
+                back_timeout: o.back_timeout.unwrap_or(30),
+                connect_timeout: o.connect_timeout.unwrap_or(3),
+                request_timeout: http.request_timeout.unwrap_or(10),
+                answers,
+                ..Default::default()
+            })
+        }
+        HttpListenerAction::Update { address, options: o, no_expect_proxy, http, answers: a } => {
+            let read = |code: u16, file: &Option<std::path::PathBuf>| -> anyhow::Result<Option<String>> {
+                file.as_ref().map(|f| answer_file(&format!("--answer-{code}"), f)).transpose()
+            };
+            let answers = CustomHttpAnswers {
+                answer_301: read(301, &a.answer_301)?,
+                answer_400: None,
+                answer_401: read(401, &a.answer_401)?,
+                answer_404: read(404, &a.answer_404)?,
+                answer_408: read(408, &a.answer_408)?,
+                answer_413: read(413, &a.answer_413)?,
+                answer_421: read(421, &a.answer_421)?,
+                answer_429: read(429, &a.answer_429)?,
+                answer_502: read(502, &a.answer_502)?,
+                answer_503: read(503, &a.answer_503)?,
+                answer_504: read(504, &a.answer_504)?,
+                answer_507: read(507, &a.answer_507)?,
+            };
+            R::UpdateHttpListener(UpdateHttpListenerConfig {
+                address: (*address).into(),
+                public_address: o.public_address.map(Into::into),
+                expect_proxy: expect_proxy(o.expect_proxy, *no_expect_proxy),
+                sticky_name: http.sticky_name.clone(),
+                front_timeout: o.front_timeout,
+                back_timeout: o.back_timeout,
+                connect_timeout: o.connect_timeout,
+                request_timeout: http.request_timeout,
+                http_answers: (answers != CustomHttpAnswers::default()).then_some(answers),
+            })
+        }
+        HttpListenerAction::Common(c) => common(ListenerType::Http, c),
+    })
 }
 
 /// The request for a client command.
@@ -111,7 +183,7 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
             MetricsCmd::Enable => R::ConfigureMetrics(MetricsConfiguration::Enabled as i32),
             MetricsCmd::Disable => R::ConfigureMetrics(MetricsConfiguration::Disabled as i32),
             MetricsCmd::Clear => R::ConfigureMetrics(MetricsConfiguration::Clear as i32),
-            MetricsCmd::Get { list, names, clusters, backends, no_clusters, workers } => {
+            MetricsCmd::Get { list, names, clusters, backends, no_clusters, workers, refresh: _ } => {
                 R::QueryMetrics(QueryMetricsOptions {
                     list: *list,
                     cluster_ids: clusters.clone(),
@@ -138,7 +210,15 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
                 R::QueryClustersByDomain(QueryClusterByDomain { hostname, path })
             }
             ClusterCmd::List { .. } => R::QueryClustersHashes(QueryClustersHashes {}),
-            ClusterCmd::Add { id, sticky_session, https_redirect, send_proxy, expect_proxy, load_balancing_policy } => {
+            ClusterCmd::Add {
+                id,
+                sticky_session,
+                https_redirect,
+                send_proxy,
+                expect_proxy,
+                load_balancing_policy,
+                answers,
+            } => {
                 let proxy_protocol = match (send_proxy, expect_proxy) {
                     (true, _) => Some(ProxyProtocolConfig::SendHeader as i32),
                     (_, true) => Some(ProxyProtocolConfig::ExpectHeader as i32),
@@ -156,6 +236,7 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
                     https_redirect: *https_redirect,
                     proxy_protocol,
                     load_balancing: lb as i32,
+                    answers: cluster_answers(answers)?,
                     ..Default::default()
                 })
             }
@@ -197,14 +278,91 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
                 R::ListFrontends(FrontendFilters { http: *http, https: *https, tcp: *tcp, domain: domain.clone() })
             }
         },
-        Command::Listener { cmd } => {
-            return Ok(match cmd {
-                ListenerCmd::Http { cmd } => listener(ListenerType::Http, cmd),
-                ListenerCmd::Tcp { cmd } => listener(ListenerType::Tcp, cmd),
-                ListenerCmd::List => R::ListListeners(ListListeners {}).into(),
-            });
-        }
+        Command::Listener { cmd } => match cmd {
+            ListenerCmd::Http { cmd } => http_listener(cmd)?,
+            ListenerCmd::Tcp { cmd } => tcp_listener(cmd),
+            ListenerCmd::List => R::ListListeners(ListListeners {}),
+        },
         other => bail!("{other:?} is not a request to the master"),
     };
     Ok(verb.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn request(args: &[&str]) -> anyhow::Result<R> {
+        let cli = Cli::try_parse_from(std::iter::once("sozu").chain(args.iter().copied()))?;
+        Ok(build_request(&cli.command)?.request_type.expect("a verb"))
+    }
+
+    #[test]
+    fn load_balancing_policies_by_sozu_names_in_any_case_and_dashed() {
+        for (name, want) in [
+            ("round_robin", LoadBalancingAlgorithms::RoundRobin),
+            ("ROUND_ROBIN", LoadBalancingAlgorithms::RoundRobin),
+            ("round-robin", LoadBalancingAlgorithms::RoundRobin),
+            ("random", LoadBalancingAlgorithms::Random),
+            ("least_loaded", LoadBalancingAlgorithms::LeastLoaded),
+            ("power_of_two", LoadBalancingAlgorithms::PowerOfTwo),
+            ("Power-Of-Two", LoadBalancingAlgorithms::PowerOfTwo),
+        ] {
+            let Ok(R::AddCluster(c)) = request(&["cluster", "add", "-i", "a", "--load-balancing-policy", name]) else {
+                panic!("{name}")
+            };
+            assert_eq!(c.load_balancing, want as i32, "{name}");
+        }
+        assert!(request(&["cluster", "add", "-i", "a", "--load-balancing-policy", "maglev"]).is_err());
+        let Ok(R::AddCluster(c)) = request(&["cluster", "add", "-i", "a"]) else { panic!() };
+        assert_eq!(c.load_balancing, LoadBalancingAlgorithms::RoundRobin as i32);
+    }
+
+    #[test]
+    fn cluster_answers_inline_or_from_a_file() {
+        let file = std::env::temp_dir().join(format!("sozu-cli-answer-{}", std::process::id()));
+        std::fs::write(&file, "HTTP/1.1 503 Busy\r\n\r\nfrom a file").unwrap();
+        let from_file = format!("503=file://{}", file.display());
+        let r = request(&["cluster", "add", "-i", "a", "--answer", "404=not here", "--answer", &from_file]);
+        let _ = std::fs::remove_file(&file);
+        let Ok(R::AddCluster(c)) = r else { panic!("{r:?}") };
+        assert_eq!(c.answers.get("404").map(String::as_str), Some("not here"));
+        assert_eq!(c.answers.get("503").map(String::as_str), Some("HTTP/1.1 503 Busy\r\n\r\nfrom a file"));
+        for bad in ["503", "abc=x", "99=x", "503=file:///nonexistent/file"] {
+            assert!(request(&["cluster", "add", "-i", "a", "--answer", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listener_updates_change_only_what_is_given_and_options_fit_the_protocol() {
+        let Ok(R::UpdateTcpListener(u)) =
+            request(&["listener", "tcp", "update", "-a", "127.0.0.1:1", "--no-expect-proxy"])
+        else {
+            panic!()
+        };
+        assert_eq!((u.expect_proxy, u.front_timeout), (Some(false), None));
+        let Ok(R::UpdateHttpListener(u)) =
+            request(&["listener", "http", "update", "-a", "127.0.0.1:1", "--expect-proxy"])
+        else {
+            panic!()
+        };
+        assert_eq!((u.expect_proxy, u.http_answers), (Some(true), None));
+        assert!(
+            request(&["listener", "http", "update", "-a", "127.0.0.1:1", "--expect-proxy", "--no-expect-proxy"])
+                .is_err()
+        );
+        // HTTP-only options are not offered for TCP listeners
+        assert!(request(&["listener", "tcp", "add", "-a", "127.0.0.1:1", "--sticky-name", "x"]).is_err());
+        assert!(request(&["listener", "tcp", "update", "-a", "127.0.0.1:1", "--request-timeout", "3"]).is_err());
+        let Ok(R::RemoveListener(r)) = request(&["listener", "tcp", "remove", "-a", "127.0.0.1:1"]) else { panic!() };
+        assert_eq!(r.proxy, ListenerType::Tcp as i32);
+    }
+
+    #[test]
+    fn metrics_refresh_is_a_positive_number_of_seconds() {
+        assert!(matches!(request(&["metrics", "get", "-r", "2"]), Ok(R::QueryMetrics(_))));
+        assert!(request(&["metrics", "get", "-r", "0"]).is_err());
+    }
 }

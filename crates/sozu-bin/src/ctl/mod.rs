@@ -85,6 +85,17 @@ pub fn run(cli: &Cli, config_path: &Path) -> anyhow::Result<()> {
     let request = build_request(&cli.command)?;
     let response = client.call(&request)?;
     render::print(&response, cli.json);
+    if let Command::Metrics { cmd: crate::cli::MetricsCmd::Get { refresh: Some(seconds), .. } } = cli.command {
+        // `metrics get -r N`: the same query on the same connection every N seconds
+        loop {
+            std::thread::sleep(Duration::from_secs(seconds));
+            let response = client.call(&request)?;
+            if !cli.json {
+                println!();
+            }
+            render::print(&response, cli.json);
+        }
+    }
     if let Command::Upgrade { worker: None, main_only: false } = cli.command {
         upgrade_workers(&mut client, cli.json)?;
     }

@@ -73,7 +73,7 @@ static SLOW_MAX: AtomicUsize = AtomicUsize::new(0);
 /// length and closes; `/die` sends half a response and closes; `/ws` switches
 /// protocols and echoes; anything else answers a description of the request
 /// (`name conn=<connection number> …`).
-fn http_backend(name: &'static str) -> u16 {
+pub(crate) fn http_backend(name: &'static str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let conns = Arc::new(AtomicUsize::new(0));
@@ -540,6 +540,30 @@ fn custom_answers_from_the_config_file_and_from_a_command_are_served_in_our_fram
     let a = c.get("nobody.test", "/");
     assert_eq!(a.status, 404);
     assert!(a.text().contains("No frontend matches"), "{}", a.text());
+    // whole-response templates (Sōzu 2.1's form) from our CLI: a cluster's `--answer`
+    // and a listener's `--answer-404` file; their status line, headers and body are
+    // kept, the framing is ours (their Content-Length is dropped)
+    m.ok(&[
+        "cluster",
+        "add",
+        "-i",
+        "empty",
+        "--answer",
+        "503=HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 1\r\n\r\ntry later",
+    ]);
+    let a = c.get("empty.test", "/");
+    assert_eq!((a.status, a.text().as_str(), a.header("retry-after")), (503, "try later", Some("7")));
+    let file = m.dir.join("404.http");
+    std::fs::write(&file, "HTTP/1.1 404 Not Here\nX-Page: custom\n\nnothing here").unwrap();
+    let listener = format!("127.0.0.1:{}", m.http_port);
+    m.ok(&["listener", "http", "update", "-a", &listener, "--answer-404", file.to_str().unwrap()]);
+    let mut c = Client::connect(m.http_port);
+    let a = c.get("nobody.test", "/");
+    assert_eq!((a.status, a.text().as_str(), a.header("x-page")), (404, "nothing here", Some("custom")));
+    assert_eq!(c.get("api.test", "/").status, 200);
+    // an unreadable file is the CLI's error, and nothing is sent
+    let err = m.fails(&["listener", "http", "update", "-a", &listener, "--answer-503", "/nonexistent/503.http"]);
+    assert!(err.contains("cannot read the --answer-503 file /nonexistent/503.http"), "{err}");
 }
 
 /// Requests in a loop over keep-alive connections (reconnecting when the proxy ends

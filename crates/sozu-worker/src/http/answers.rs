@@ -1,8 +1,12 @@
-//! The answers a worker gives itself, when no backend can, and the custom bodies an
+//! The answers a worker gives itself, when no backend can, and the custom ones an
 //! operator sets for them (a listener's `answers` / `http_answers`, a cluster's
 //! `answers` / `answer_503`, keyed by status code; the cluster's win for requests routed
-//! to it). A custom answer is the body of our response: we write the status line and the
-//! headers (`content-type: text/html`), so a custom body cannot break the framing.
+//! to it). A custom answer is either a whole response, as Sōzu 2.1's templates are
+//! (`HTTP/1.1 503 Busy\r\nRetry-After: 5\r\n\r\nbody`: its status line, its headers and
+//! its body are kept), or just a body (`content-type: text/html`). Either way we write the
+//! framing headers ourselves (`content-length`, `connection`; a template's own are
+//! dropped), so a custom answer cannot break the framing. Template variables
+//! (`%REQUEST_ID` …) are sent as written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +48,16 @@ pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>) -> Vec
         _ => ("Error", "Error."),
     };
     let connection = if close { "connection: close\r\n" } else { "" };
+    if let Some((status_line, headers, body)) = custom.and_then(template) {
+        let mut out = format!("{status_line}\r\n");
+        for h in headers {
+            out.push_str(h);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("content-length: {}\r\n{connection}\r\n", body.len()));
+        out.push_str(body);
+        return out.into_bytes();
+    }
     let (kind, body) = match custom {
         Some(c) => ("text/html; charset=utf-8", c.to_string()),
         None => ("text/plain; charset=utf-8", format!("{body}\n")),
@@ -54,6 +68,42 @@ pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>) -> Vec
         body.len()
     )
     .into_bytes()
+}
+
+/// A custom answer that is a whole response: its status line (`HTTP/1.x NNN reason`),
+/// its well-formed header lines but the framing ones, and its body. `None` when it does
+/// not start with a valid status line (then it is a body). Lines may end in CRLF or LF.
+fn template(custom: &str) -> Option<(&str, Vec<&str>, &str)> {
+    let (first, mut rest) = custom.split_once('\n').unwrap_or((custom, ""));
+    let status_line = first.strip_suffix('\r').unwrap_or(first);
+    let b = status_line.as_bytes();
+    let valid = b.len() >= 12
+        && (status_line.starts_with("HTTP/1.0 ") || status_line.starts_with("HTTP/1.1 "))
+        && b[9..12].iter().all(u8::is_ascii_digit)
+        && (b.len() == 12 || b[12] == b' ')
+        && !b.iter().any(|c| c.is_ascii_control() && *c != b'\t');
+    if !valid {
+        return None;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let (line, next) = rest.split_once('\n').unwrap_or((rest, ""));
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        rest = next;
+        if line.is_empty() {
+            // the blank line, or the end of a template without a body
+            return Some((status_line, headers, rest));
+        }
+        let Some((name, _)) = line.split_once(':') else { continue };
+        let token =
+            !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c));
+        let clean = !line.bytes().any(|c| c.is_ascii_control() && c != b'\t');
+        let framing =
+            ["content-length", "transfer-encoding", "connection"].iter().any(|f| name.eq_ignore_ascii_case(f));
+        if token && clean && !framing {
+            headers.push(line);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +125,34 @@ mod tests {
         let Parsed::Done(head) = parse_response(&bytes, false) else { panic!() };
         assert_eq!(head.framing, super::super::framing::Framing::Length(29));
         assert!(super::custom(&std::collections::BTreeMap::new(), []).is_none());
+    }
+
+    #[test]
+    fn templates_keep_their_status_headers_and_body_with_our_framing() {
+        let t = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 999\r\n\
+                 Connection: keep-alive\r\nbad header line\r\nX-Evil\u{7}: 1\r\n\r\nbusy\nnow";
+        for close in [false, true] {
+            let bytes = super::answer_with(503, close, Some(t));
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"), "{text}");
+            assert!(!text.contains("999") && !text.contains("keep-alive") && !text.contains("bad header"), "{text}");
+            assert!(!text.contains("X-Evil"), "{text}");
+            assert!(text.ends_with("\r\n\r\nbusy\nnow"), "{text}");
+            let Parsed::Done(head) = parse_response(&bytes, false) else { panic!("{text}") };
+            assert_eq!(head.status, 503);
+            assert_eq!(head.keep_alive, !close);
+            assert_eq!(head.framing, super::super::framing::Framing::Length(8));
+        }
+        // LF line endings, no body, no reason phrase
+        let bytes = super::answer_with(404, false, Some("HTTP/1.0 404\nX-A: b\n"));
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.0 404\r\nX-A: b\r\ncontent-length: 0\r\n\r\n"), "{text}");
+        // not a status line: a body
+        for body in ["HTTP/2 503 x\r\n\r\n", "HTTP/1.1 50 x\r\n\r\n", "HTTP/1.1 503\u{0}x\r\n\r\n", "<h1>busy</h1>"] {
+            let text = String::from_utf8(super::answer_with(503, false, Some(body))).unwrap();
+            assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/html"), "{text}");
+            assert!(text.ends_with(body), "{text}");
+        }
     }
 
     #[test]
