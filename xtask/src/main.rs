@@ -2,7 +2,9 @@
 //! a Rust toolchain can run it. Depends on no workspace crate.
 //!
 //! - `test`  — everything CI checks (fmt, clippy, tests, per-crate tests of the reusable
-//!   crates, docs, cargo-deny, fuzz targets build, tidy).
+//!   crates, docs, cargo-deny, fuzz targets build, tidy). The end-to-end tests include
+//!   the compatibility tests against Sōzu 2.1.1's own binary, built once from crates.io
+//!   into `target/sozu21` (or given by `SOZU21=path`).
 //! - `build` — the release binary.
 //! - `bench` — runs the benchmarks and rewrites docs/BENCHMARKS.md.
 //! - `fuzz <target> [seconds]` — runs one fuzz target (needs cargo-fuzz; nightly features
@@ -64,7 +66,11 @@ fn test() -> Result {
     run("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]))?;
     run("tidy", cargo().args(["run", "--quiet", "-p", "xtask", "--", "tidy"]))?;
     run("cargo clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
-    run("cargo test (workspace: unit, integration, doc)", cargo().args(["test", "--workspace", "--locked"]))?;
+    let sozu21 = sozu21()?;
+    run(
+        "cargo test (workspace: unit, integration, doc, end to end with Sōzu 2.1.1's binary)",
+        cargo().args(["test", "--workspace", "--locked"]).env("SOZU21", &sozu21).env("SOZU21_REQUIRED", "1"),
+    )?;
     for krate in REUSABLE {
         run(&format!("cargo test -p {krate} (alone)"), cargo().args(["test", "-p", krate, "--locked"]))?;
     }
@@ -73,6 +79,31 @@ fn test() -> Result {
     deny()?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// Sōzu 2.1.1's own binary, which the compatibility tests drive against ours: `SOZU21`
+/// if set, else built once from crates.io into `target/sozu21` (about ten minutes on
+/// two cores; later runs reuse it).
+fn sozu21() -> Result<PathBuf> {
+    if let Some(path) = env::var_os("SOZU21") {
+        return Ok(PathBuf::from(path));
+    }
+    let dir = root().join("target/sozu21");
+    let bin = dir.join("bin/sozu");
+    let version = Command::new(&bin).arg("--version").output();
+    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("sozu 2.1.1")) {
+        return Ok(bin);
+    }
+    let protoc = protoc_bin_vendored::protoc_bin_path().map_err(|e| format!("no vendored protoc: {e}"))?;
+    run(
+        "build Sōzu 2.1.1 from crates.io for the compatibility tests (once)",
+        cargo()
+            .args(["install", "sozu", "--version", "=2.1.1", "--locked", "--root"])
+            .arg(&dir)
+            .env("PROTOC", protoc)
+            .env("CARGO_TARGET_DIR", root().join("target/sozu21-build")),
+    )?;
+    Ok(bin)
 }
 
 fn deny() -> Result {

@@ -1,11 +1,13 @@
 //! End to end: the real `sozu` binary with 2 workers on loopback, driven by the real
 //! CLI and by a raw client.
 //!
-//! Modules: `command` (verbs, frames, clients, state files), `supervision` (crashes,
+//! Modules: `command` (verbs, frames, clients, state files), `compat` (Sōzu 2.1.1's own
+//! CLI and master against ours), `supervision` (crashes,
 //! reload, stops, systemd), `traffic` (TCP proxying), `dashboard` (JSON-lines socket);
 //! `support` starts masters and speaks the protocols.
 
 mod command;
+mod compat;
 mod dashboard;
 mod http;
 mod supervision;
