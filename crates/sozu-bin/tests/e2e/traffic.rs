@@ -318,10 +318,47 @@ fn listeners_added_while_running_carry_traffic_in_every_worker_and_free_their_po
     m.ok(&["listener", "tcp", "activate", "-a", &address]);
     m.ok(&["frontend", "tcp", "add", "-i", "db", "-a", &address]);
     assert!(call_until_answered(port, b"again").ends_with(":again"));
+    // a main upgrade takes the socket over with the others, and the workers it then
+    // upgrades get it at boot
+    let upgraded = m.ok(&["-t", "20000", "upgrade"]);
+    assert!(upgraded.contains("Upgrade successful"), "{upgraded}");
+    assert!(m.worker_pids().iter().all(|p| !workers.contains(p)));
+    for i in 0..10 {
+        assert!(call_until_answered(port, b"after-main-upgrade").ends_with(":after-main-upgrade"), "call {i}");
+    }
     // a port someone else holds: a clear failure, and the state is unchanged
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = held.local_addr().unwrap().to_string();
     let err = m.fails(&["listener", "tcp", "add", "-a", &taken]);
     assert!(err.contains(&format!("cannot bind listener {taken}")), "{err}");
     assert!(!m.ok(&["listener", "list"]).contains(&taken));
+}
+
+#[test]
+fn listeners_added_by_a_reload_or_a_state_load_listen_and_a_load_that_cannot_bind_changes_nothing() {
+    let mut m = tcp_master("reload-listener");
+    let backend = tcp_backend("r1");
+    let port = free_port();
+    let config = std::fs::read_to_string(&m.config).unwrap()
+        + &format!(
+            "\n[[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\
+             [clusters.reloaded]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:{port}\" }}]\n\
+             backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"r1\" }}]\n"
+        );
+    std::fs::write(&m.config, config).unwrap();
+    m.ok(&["reload"]);
+    assert_eq!(call_until_answered(port, b"reloaded"), "r1:reloaded");
+    // another master loads this one's state while this one holds the ports: refused,
+    // nothing changes there
+    let saved = m.dir.join("with-listener.state");
+    m.ok(&["state", "save", "-f", saved.to_str().unwrap()]);
+    let other = tcp_master("load-listener");
+    let before = other.ok(&["-j", "cluster", "list"]);
+    let err = other.fails(&["state", "load", "-f", saved.to_str().unwrap()]);
+    assert!(err.contains("cannot bind listener") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(other.ok(&["-j", "cluster", "list"]), before);
+    // once the first master is gone, the load binds the listener and it carries traffic
+    m.stop();
+    other.ok(&["state", "load", "-f", saved.to_str().unwrap()]);
+    assert_eq!(call_until_answered(port, b"loaded"), "r1:loaded");
 }
