@@ -36,6 +36,13 @@ impl ScmSocket {
         Ok(Self { stream })
     }
 
+    /// Bounds how long a send may wait for room in the socket (`None`: forever), so that
+    /// a peer that stopped reading cannot hold the sender: the send then fails
+    /// (`WouldBlock`).
+    pub fn set_write_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        self.stream.set_write_timeout(timeout)
+    }
+
     /// A connected pair.
     pub fn pair() -> std::io::Result<(Self, Self)> {
         let (a, b) = UnixStream::pair()?;

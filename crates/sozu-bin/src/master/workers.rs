@@ -130,6 +130,9 @@ impl Master {
         boot.send(&self.server_config()).map_err(|e| anyhow::anyhow!("worker {id}: sending its configuration: {e}"))?;
         let scm = ScmSocket::new(master_scm)?;
         scm.send_listeners(&self.listeners).map_err(|e| anyhow::anyhow!("worker {id}: sending listeners: {e}"))?;
+        // later sends (a listener added while running) never hold the loop on a worker
+        // that stopped reading
+        scm.set_write_timeout(Some(Duration::from_millis(100)))?;
         let mut channel = boot.into_nonblocking::<EncodedWorkerRequest, WorkerResponse>()?;
         let token = self.token();
         self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
