@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use sozu_proto::{BackendMetrics, ClusterMetrics, FilteredMetrics, WorkerMetrics, filtered_metrics};
+use sozu_proto::{
+    BackendMetrics, ClusterMetrics, FilteredMetrics, MetricsConfiguration, WorkerMetrics, filtered_metrics,
+};
 
 /// One set of counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,17 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    fn sub(&mut self, o: &Counters) {
+        self.connections -= o.connections;
+        self.bytes_in -= o.bytes_in;
+        self.bytes_out -= o.bytes_out;
+        self.connect_errors -= o.connect_errors;
+        self.requests -= o.requests;
+        self.errors_4xx -= o.errors_4xx;
+        self.errors_5xx -= o.errors_5xx;
+        self.refused -= o.refused;
+    }
+
     fn add(&mut self, o: &Counters) {
         self.connections += o.connections;
         self.bytes_in += o.bytes_in;
@@ -56,37 +69,162 @@ pub(crate) struct Sheet<'a> {
     pub active: usize,
 }
 
-/// The `WorkerMetrics` of every proxy, summed.
-pub(crate) fn worker_metrics(sheets: &[Sheet<'_>]) -> WorkerMetrics {
-    let mut total = Counters::default();
-    let mut clusters: BTreeMap<String, Counters> = BTreeMap::new();
-    let mut backends: BTreeMap<(String, String), Counters> = BTreeMap::new();
-    let mut active = 0;
-    for sheet in sheets {
-        total.add(sheet.total);
-        active += sheet.active;
-        for (id, c) in sheet.clusters {
-            clusters.entry(id.clone()).or_default().add(c);
+/// Counters summed over the proxies: the worker's, per cluster, per backend.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub total: Counters,
+    pub clusters: BTreeMap<String, Counters>,
+    pub backends: BTreeMap<(String, String), Counters>,
+}
+
+impl Totals {
+    /// The sum of every proxy's counters, and their open connections.
+    pub(crate) fn sum(sheets: &[Sheet<'_>]) -> (Totals, usize) {
+        let mut t = Totals::default();
+        let mut active = 0;
+        for sheet in sheets {
+            t.total.add(sheet.total);
+            active += sheet.active;
+            for (id, c) in sheet.clusters {
+                t.clusters.entry(id.clone()).or_default().add(c);
+            }
+            for (key, c) in sheet.backends {
+                t.backends.entry(key.clone()).or_default().add(c);
+            }
         }
-        for (key, c) in sheet.backends {
-            backends.entry(key.clone()).or_default().add(c);
+        (t, active)
+    }
+
+    /// `self − base`, entry by entry; entries left at zero are dropped.
+    fn minus(&self, base: &Totals) -> Totals {
+        fn map<K: Ord + Clone>(live: &BTreeMap<K, Counters>, base: &BTreeMap<K, Counters>) -> BTreeMap<K, Counters> {
+            live.iter()
+                .filter_map(|(k, c)| {
+                    let mut c = *c;
+                    if let Some(b) = base.get(k) {
+                        c.sub(b);
+                    }
+                    (c != Counters::default()).then(|| (k.clone(), c))
+                })
+                .collect()
+        }
+        let mut total = self.total;
+        total.sub(&base.total);
+        Totals { total, clusters: map(&self.clusters, &base.clusters), backends: map(&self.backends, &base.backends) }
+    }
+
+    /// As `QueryMetrics` reports them, with the open connections as a gauge.
+    pub(crate) fn metrics(&self, active: usize) -> WorkerMetrics {
+        let mut proxy = self.total.metrics();
+        proxy.insert(
+            "active_connections".into(),
+            FilteredMetrics { inner: Some(filtered_metrics::Inner::Gauge(active as u64)) },
+        );
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|(id, c)| {
+                let backends = self
+                    .backends
+                    .iter()
+                    .filter(|((cl, _), _)| cl == id)
+                    .map(|((_, b), c)| BackendMetrics { backend_id: b.clone(), metrics: c.metrics() })
+                    .collect();
+                (id.clone(), ClusterMetrics { cluster: c.metrics(), backends })
+            })
+            .collect();
+        WorkerMetrics { proxy, clusters }
+    }
+}
+
+/// What `QueryMetrics` reports after `metrics enable | disable | clear`
+/// (`ConfigureMetrics`), without touching the counting on the hot path: disabled, the
+/// figures stay as they were (what happens meanwhile is never reported); enabled again,
+/// they go on from there; cleared, they start from zero.
+#[derive(Debug, Default)]
+pub(crate) struct Reporting {
+    /// Subtracted from the live counters.
+    offset: Totals,
+    /// While disabled: the figures reported.
+    frozen: Option<Totals>,
+}
+
+impl Reporting {
+    /// The figures to report, from the live counters.
+    pub(crate) fn report(&self, live: &Totals) -> Totals {
+        match &self.frozen {
+            Some(frozen) => frozen.clone(),
+            None => live.minus(&self.offset),
         }
     }
-    let mut proxy = total.metrics();
-    proxy.insert(
-        "active_connections".into(),
-        FilteredMetrics { inner: Some(filtered_metrics::Inner::Gauge(active as u64)) },
-    );
-    let clusters = clusters
-        .iter()
-        .map(|(id, c)| {
-            let backends = backends
-                .iter()
-                .filter(|((cl, _), _)| cl == id)
-                .map(|((_, b), c)| BackendMetrics { backend_id: b.clone(), metrics: c.metrics() })
-                .collect();
-            (id.clone(), ClusterMetrics { cluster: c.metrics(), backends })
-        })
-        .collect();
-    WorkerMetrics { proxy, clusters }
+
+    /// Applies `ConfigureMetrics(what)` at the live counters `live`.
+    pub(crate) fn configure(&mut self, live: &Totals, what: MetricsConfiguration) {
+        match what {
+            MetricsConfiguration::Disabled => {
+                if self.frozen.is_none() {
+                    self.frozen = Some(live.minus(&self.offset));
+                }
+            }
+            MetricsConfiguration::Enabled => {
+                if let Some(frozen) = self.frozen.take() {
+                    // reported = frozen + what is counted from now on (an entry left
+                    // out of the offset, at zero, subtracts nothing)
+                    self.offset = live.minus(&frozen);
+                }
+            }
+            MetricsConfiguration::Clear => {
+                self.offset = live.clone();
+                if self.frozen.is_some() {
+                    self.frozen = Some(Totals::default());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(connections: i64, cluster: i64) -> Totals {
+        let c = |n| Counters { connections: n, ..Default::default() };
+        Totals {
+            total: c(connections),
+            clusters: BTreeMap::from([("a".to_string(), c(cluster))]),
+            backends: BTreeMap::from([(("a".to_string(), "b".to_string()), c(cluster))]),
+        }
+    }
+
+    #[test]
+    fn disable_freezes_enable_goes_on_from_there_clear_restarts_at_zero() {
+        let mut r = Reporting::default();
+        assert_eq!(r.report(&live(10, 4)), live(10, 4));
+        r.configure(&live(10, 4), MetricsConfiguration::Disabled);
+        assert_eq!(r.report(&live(25, 9)), live(10, 4), "nothing counted while disabled");
+        r.configure(&live(25, 9), MetricsConfiguration::Disabled);
+        r.configure(&live(25, 9), MetricsConfiguration::Enabled);
+        assert_eq!(r.report(&live(25, 9)), live(10, 4));
+        assert_eq!(r.report(&live(28, 10)), live(13, 5), "only what came after the enable");
+        r.configure(&live(28, 10), MetricsConfiguration::Clear);
+        assert_eq!(r.report(&live(28, 10)), Totals::default(), "zero entries are not reported");
+        assert_eq!(r.report(&live(30, 11)), live(2, 1));
+        // cleared while disabled: zero until enabled, then what comes after
+        r.configure(&live(30, 11), MetricsConfiguration::Disabled);
+        r.configure(&live(31, 11), MetricsConfiguration::Clear);
+        assert_eq!(r.report(&live(40, 15)), Totals::default());
+        r.configure(&live(40, 15), MetricsConfiguration::Enabled);
+        assert_eq!(r.report(&live(41, 16)), live(1, 1));
+    }
+
+    #[test]
+    fn a_cluster_seen_first_after_an_offset_is_reported_whole() {
+        let mut r = Reporting::default();
+        r.configure(&live(3, 3), MetricsConfiguration::Clear);
+        let mut now = live(5, 3);
+        now.clusters.insert("new".into(), Counters { requests: 7, ..Default::default() });
+        let report = r.report(&now);
+        assert_eq!(report.clusters.get("new").map(|c| c.requests), Some(7));
+        assert!(!report.clusters.contains_key("a"));
+    }
 }

@@ -52,6 +52,15 @@ impl Worker {
                 (ok(Some(ContentType::Clusters(ClusterInformations { vec }))), Outcome::Continue)
             }
             R::QueryMetrics(_) => (ok(Some(ContentType::WorkerMetrics(self.metrics()))), Outcome::Continue),
+            R::ConfigureMetrics(what) => match sozu_proto::MetricsConfiguration::try_from(*what) {
+                Ok(what) => {
+                    self.configure_metrics(what);
+                    (ok(None), Outcome::Continue)
+                }
+                Err(_) => {
+                    (WorkerResponse::failure(id, format!("unknown metrics configuration {what}")), Outcome::Continue)
+                }
+            },
             R::ReturnListenSockets(_) => match self.scm.send_listeners(&self.listeners) {
                 Ok(()) => (ok(None), Outcome::Continue),
                 Err(e) => (WorkerResponse::failure(id, format!("cannot return listeners: {e}")), Outcome::Continue),

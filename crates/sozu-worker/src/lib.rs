@@ -136,6 +136,8 @@ pub struct Worker {
     /// Buffers of active connections (`max_buffers`), shared by both proxies.
     pool: pool::SharedPool,
     http: http::HttpProxy,
+    /// `metrics enable | disable | clear`: what `QueryMetrics` reports.
+    reporting: counters::Reporting,
 }
 
 impl std::fmt::Debug for Worker {
@@ -192,6 +194,7 @@ pub fn run(args: &WorkerArgs, log: &Logger, set_level: SetLevel) -> io::Result<(
         proxy: tcp::TcpProxy::new(limits, pool.clone()),
         http: http::HttpProxy::new(args.id, limits, pool.clone()),
         pool,
+        reporting: counters::Reporting::default(),
     };
     worker.event_loop(channel)
 }
@@ -209,13 +212,20 @@ impl Worker {
 
     /// Every counter of this worker, for `QueryMetrics`.
     fn metrics(&self) -> sozu_proto::WorkerMetrics {
-        let mut metrics = counters::worker_metrics(&[self.proxy.sheet(), self.http.sheet()]);
+        let (live, active) = counters::Totals::sum(&[self.proxy.sheet(), self.http.sheet()]);
+        let mut metrics = self.reporting.report(&live).metrics(active);
         let pool = self.pool.borrow();
         for (name, value) in [("buffers_in_use", pool.in_use()), ("buffers_peak", pool.peak())] {
             let gauge = sozu_proto::filtered_metrics::Inner::Gauge(value as u64);
             metrics.proxy.insert(name.into(), sozu_proto::FilteredMetrics { inner: Some(gauge) });
         }
         metrics
+    }
+
+    /// `ConfigureMetrics`: enable, disable or clear what `QueryMetrics` reports.
+    fn configure_metrics(&mut self, what: sozu_proto::MetricsConfiguration) {
+        let (live, _) = counters::Totals::sum(&[self.proxy.sheet(), self.http.sheet()]);
+        self.reporting.configure(&live, what);
     }
 
     fn event_loop(&mut self, mut channel: Channel<WorkerResponse, WorkerRequest>) -> io::Result<()> {

@@ -362,3 +362,31 @@ fn listeners_added_by_a_reload_or_a_state_load_listen_and_a_load_that_cannot_bin
     other.ok(&["state", "load", "-f", saved.to_str().unwrap()]);
     assert_eq!(call_until_answered(port, b"loaded"), "r1:loaded");
 }
+
+#[test]
+fn metrics_disable_freezes_the_figures_enable_goes_on_and_clear_restarts_at_zero() {
+    let m = tcp_master("metrics-configure");
+    let counted = |m: &Master| -> (i64, i64) {
+        let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "metrics", "get"])).unwrap();
+        let worker = v["METRICS"]["proxying"]["connections"]["inner"]["COUNT"].as_i64().unwrap_or(0);
+        let cluster = v["METRICS"]["clusters"]["db"]["cluster"]["connections"]["inner"]["COUNT"].as_i64().unwrap_or(0);
+        (worker, cluster)
+    };
+    let calls = |n: usize| {
+        for i in 0..n {
+            assert!(tcp_call(m.tcp_port, format!("m{i}").as_bytes()).unwrap().ends_with(&format!(":m{i}")));
+        }
+    };
+    calls(3);
+    assert_eq!(counted(&m), (3, 3));
+    m.ok(&["metrics", "disable"]);
+    calls(2);
+    assert_eq!(counted(&m), (3, 3), "nothing counted while disabled");
+    m.ok(&["metrics", "enable"]);
+    calls(4);
+    assert_eq!(counted(&m), (7, 7));
+    m.ok(&["metrics", "clear"]);
+    assert_eq!(counted(&m), (0, 0));
+    calls(1);
+    assert_eq!(counted(&m), (1, 1));
+}
