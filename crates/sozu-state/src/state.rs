@@ -197,6 +197,12 @@ impl ConfigState {
         self.clusters.keys().map(String::as_str)
     }
 
+    /// The addresses of the HTTP and TCP listeners (the kinds whose sockets a master
+    /// binds), sorted within each kind.
+    pub fn plain_listener_addresses(&self) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        (self.http_listeners.keys().copied().collect(), self.tcp_listeners.keys().copied().collect())
+    }
+
     /// Whether `address` has a listener of any kind.
     pub fn has_listener(&self, address: SocketAddr) -> bool {
         self.http_listeners.contains_key(&address)

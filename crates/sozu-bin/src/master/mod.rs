@@ -82,7 +82,7 @@ pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
         guard.pid_file = Some(pid_file.clone());
     }
 
-    let listeners = bind_listeners(&config)?;
+    let mut listeners = bind_listeners(&config)?;
     let mut state = ConfigState::new();
     for request in config.requests() {
         state.dispatch(&request).map_err(|e| anyhow::anyhow!("configuration {}: {e}", config.config_path.display()))?;
@@ -94,6 +94,19 @@ pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
             .map_err(|e| anyhow::anyhow!("saved_state {}: {e}", saved.display()))?;
         info!(log, "replayed saved_state {}: {} records", saved.display(), loaded.requests.len());
         state = loaded.state;
+        // listeners the saved state has and the configuration does not (added while
+        // running before the save): their sockets too
+        let (http, tcp) = state.plain_listener_addresses();
+        for (addresses, kind) in [(http, &mut listeners.http), (tcp, &mut listeners.tcp)] {
+            for address in addresses {
+                if !kind.iter().any(|(a, _)| *a == address) {
+                    let socket = TcpListener::bind(address)
+                        .with_context(|| format!("saved_state {}: cannot bind listener {address}", saved.display()))?;
+                    socket.set_nonblocking(true)?;
+                    kind.push((address, OwnedFd::from(socket)));
+                }
+            }
+        }
     }
 
     let mut master = Master::new(config, log, level, state, (command_socket, dashboard_socket), listeners, exe)?;

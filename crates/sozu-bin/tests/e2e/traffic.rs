@@ -390,3 +390,31 @@ fn metrics_disable_freezes_the_figures_enable_goes_on_and_clear_restarts_at_zero
     calls(1);
     assert_eq!(counted(&m), (1, 1));
 }
+
+#[test]
+fn a_listener_added_while_running_comes_back_from_the_saved_state_after_a_restart() {
+    let mut m = tcp_master_with("saved-listener", "automatic_state_save = true\n");
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    m.ok(&["listener", "tcp", "add", "-a", &address]);
+    m.ok(&["listener", "tcp", "activate", "-a", &address]);
+    m.ok(&["frontend", "tcp", "add", "-i", "db", "-a", &address]);
+    assert!(call_until_answered(port, b"before").ends_with(":before"));
+    let saved = m.dir.join("saved.state");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&saved).unwrap_or_default().contains(&port.to_string()) {
+        assert!(Instant::now() < end, "the automatic save did not write the listener");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m.stop();
+    // the same configuration again: the saved state is replayed at boot, with the socket
+    let child = Command::new(SOZU)
+        .args(["start", "-c"])
+        .arg(&m.config)
+        .stdout(std::fs::File::create(m.dir.join("master.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let again = Master { dir: m.dir.clone(), config: m.config.clone(), child: Some(child), ..m };
+    again.wait_ready();
+    assert!(call_until_answered(port, b"restarted").ends_with(":restarted"));
+}
