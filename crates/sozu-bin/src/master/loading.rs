@@ -134,7 +134,6 @@ impl Master {
         });
         let task = loading.task;
         let base = loading.sent;
-        loading.sent += batch.len();
         // the sockets of new listeners, bound and handed to the workers before their
         // records; a failure to bind aborts the load
         for (kind, addr) in listeners {
@@ -147,18 +146,13 @@ impl Master {
                     }
                 }
                 Err(e) => {
-                    let path = self.loading.as_ref().map(|l| l.path.display().to_string()).unwrap_or_default();
-                    let reason = format!("cannot load state from {path}: {e}; nothing was changed");
-                    if let Some(loading) = &self.loading {
-                        let (ulid, d, sha) = (loading.ulid, loading.described.clone(), loading.sha.clone());
-                        let client = self.load_client(task);
-                        let _ =
-                            self.write_attempt(Some(client), ulid, &d, Err((ErrorCode::IoError, reason.clone())), &sha);
-                    }
-                    self.abort_loading(reason, false);
+                    self.fail_loading(task, &e, ErrorCode::IoError);
                     return;
                 }
             }
+        }
+        if let Some(l) = self.loading.as_mut() {
+            l.sent += batch.len();
         }
         self.send_to_task(task, batch.finish(), base);
         match result {
@@ -180,23 +174,21 @@ impl Master {
                     self.finish_task(task, false);
                 }
             }
-            Err(e) => {
-                let path = self.loading.as_ref().map(|l| l.path.display().to_string()).unwrap_or_default();
-                let reason = format!("cannot load state from {path}: {e}; nothing was changed");
-                if let Some(loading) = &self.loading {
-                    let (ulid, d, sha) = (loading.ulid, loading.described.clone(), loading.sha.clone());
-                    let client = self.load_client(task);
-                    let _ = self.write_attempt(
-                        Some(client),
-                        ulid,
-                        &d,
-                        Err((ErrorCode::InvalidInput, reason.clone())),
-                        &sha,
-                    );
-                }
-                self.abort_loading(reason, false);
-            }
+            Err(e) => self.fail_loading(task, &e, ErrorCode::InvalidInput),
         }
+    }
+
+    /// The file cannot be loaded (`error`): the attempt is audited as failed and the
+    /// load aborts everywhere.
+    fn fail_loading(&mut self, task: u64, error: &dyn std::fmt::Display, code: ErrorCode) {
+        let path = self.loading.as_ref().map(|l| l.path.display().to_string()).unwrap_or_default();
+        let reason = format!("cannot load state from {path}: {error}; nothing was changed");
+        if let Some(loading) = &self.loading {
+            let (ulid, d, sha) = (loading.ulid, loading.described.clone(), loading.sha.clone());
+            let client = self.load_client(task);
+            let _ = self.write_attempt(Some(client), ulid, &d, Err((code, reason.clone())), &sha);
+        }
+        self.abort_loading(reason, false);
     }
 
     fn load_client(&self, task: u64) -> Token {

@@ -334,6 +334,7 @@ impl Master {
                 let channel: sozu_channel::Channel<EncodedWorkerRequest, WorkerResponse> =
                     sozu_channel::Channel::new(mio::net::UnixStream::from_std(stream), limits, limits);
                 let scm = sozu_scm_socket::ScmSocket::new(StdUnixStream::from(adopt(w.scm_fd)?))?;
+                scm.set_write_timeout(Some(super::workers::SCM_SEND_TIMEOUT))?;
                 Ok((channel, scm))
             })();
             let (mut channel, scm) = match parts {

@@ -22,6 +22,10 @@ use super::process::Process;
 use super::server::Master;
 use super::tasks::TaskKind;
 
+/// How long a send on a worker's SCM socket after its boot (a listener added while
+/// running) may wait: a worker that stopped reading never holds the loop longer.
+pub(super) const SCM_SEND_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// The master's side of one worker.
 pub(crate) struct WorkerSession {
     pub pid: i32,
@@ -130,9 +134,7 @@ impl Master {
         boot.send(&self.server_config()).map_err(|e| anyhow::anyhow!("worker {id}: sending its configuration: {e}"))?;
         let scm = ScmSocket::new(master_scm)?;
         scm.send_listeners(&self.listeners).map_err(|e| anyhow::anyhow!("worker {id}: sending listeners: {e}"))?;
-        // later sends (a listener added while running) never hold the loop on a worker
-        // that stopped reading
-        scm.set_write_timeout(Some(Duration::from_millis(100)))?;
+        scm.set_write_timeout(Some(SCM_SEND_TIMEOUT))?;
         let mut channel = boot.into_nonblocking::<EncodedWorkerRequest, WorkerResponse>()?;
         let token = self.token();
         self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
