@@ -51,6 +51,10 @@ impl Worker {
                 let vec = self.state.cluster_information(cluster_id).into_iter().collect();
                 (ok(Some(ContentType::Clusters(ClusterInformations { vec }))), Outcome::Continue)
             }
+            R::QueryClustersByDomain(q) => {
+                let vec = self.state.clusters_by_domain(&q.hostname, q.path.as_deref());
+                (ok(Some(ContentType::Clusters(ClusterInformations { vec }))), Outcome::Continue)
+            }
             R::QueryMetrics(_) => (ok(Some(ContentType::WorkerMetrics(self.metrics()))), Outcome::Continue),
             R::ConfigureMetrics(what) => match sozu_proto::MetricsConfiguration::try_from(*what) {
                 Ok(what) => {

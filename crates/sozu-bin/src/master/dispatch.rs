@@ -138,8 +138,9 @@ impl Master {
                 let main = Some(ContentType::ClusterHashes(ClusterHashes { map: self.state.cluster_hashes() }).into());
                 self.scatter(Some(token), TaskKind::Query { main }, &[request], None, None);
             }
-            R::QueryMetrics(_) => {
-                self.scatter(Some(token), TaskKind::Metrics, &[request], None, None);
+            R::QueryMetrics(options) => {
+                let kind = TaskKind::Metrics(Box::new(options.clone()));
+                self.scatter(Some(token), kind, &[request], None, None);
             }
             R::Logging(filter) => match self.level.set(filter) {
                 Ok(level) => {

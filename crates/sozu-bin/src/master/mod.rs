@@ -6,6 +6,7 @@ mod dashboard;
 mod dispatch;
 mod listen;
 mod loading;
+mod metrics;
 mod process;
 mod records;
 mod reload;

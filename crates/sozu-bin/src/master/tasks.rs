@@ -29,8 +29,8 @@ pub(super) enum TaskKind {
     Status,
     /// A query answered by every worker plus the master (`"main"`).
     Query { main: Option<ResponseContent> },
-    /// `QueryMetrics`: every worker's metrics, aggregated.
-    Metrics,
+    /// `QueryMetrics`: every worker's metrics, aggregated, then as the options ask.
+    Metrics(Box<sozu_proto::QueryMetricsOptions>),
     /// `LoadState`, staged on every worker (see `loading.rs`).
     LoadState,
     /// A configuration reload: the difference fanned out.
@@ -269,7 +269,7 @@ impl Master {
                     r
                 }
             }
-            TaskKind::Metrics => {
+            TaskKind::Metrics(options) => {
                 let workers: BTreeMap<String, sozu_proto::WorkerMetrics> = task
                     .contents
                     .iter()
@@ -278,7 +278,7 @@ impl Master {
                         _ => None,
                     })
                     .collect();
-                let content = ContentType::Metrics(aggregate(workers));
+                let content = super::metrics::answer(workers, options);
                 if failed.is_empty() {
                     Response::ok("Successfully queried metrics", Some(content.into()))
                 } else {
@@ -407,40 +407,4 @@ impl Master {
 /// The task id inside a request id `<Verb>-<worker>-<task>-<index>`.
 fn task_of(id: &str) -> Option<u64> {
     id.rsplit('-').nth(1)?.parse().ok()
-}
-
-/// Sums counters and gauges of every worker into `proxying` and `clusters` (with their
-/// backends), keeping the per-worker detail in `workers`.
-fn aggregate(workers: BTreeMap<String, sozu_proto::WorkerMetrics>) -> sozu_proto::AggregatedMetrics {
-    use sozu_proto::filtered_metrics::Inner;
-    use sozu_proto::{BackendMetrics, ClusterMetrics, FilteredMetrics};
-    fn add(into: &mut BTreeMap<String, FilteredMetrics>, from: &BTreeMap<String, FilteredMetrics>) {
-        for (name, metric) in from {
-            let slot = into.entry(name.clone()).or_insert_with(|| FilteredMetrics { inner: None });
-            slot.inner = match (&slot.inner, &metric.inner) {
-                (None, m) => m.clone(),
-                (Some(Inner::Count(a)), Some(Inner::Count(b))) => Some(Inner::Count(a + b)),
-                (Some(Inner::Gauge(a)), Some(Inner::Gauge(b))) => Some(Inner::Gauge(a + b)),
-                (kept, _) => kept.clone(),
-            };
-        }
-    }
-    let mut proxying = BTreeMap::new();
-    let mut clusters: BTreeMap<String, ClusterMetrics> = BTreeMap::new();
-    for w in workers.values() {
-        add(&mut proxying, &w.proxy);
-        for (id, c) in &w.clusters {
-            let merged = clusters.entry(id.clone()).or_default();
-            add(&mut merged.cluster, &c.cluster);
-            for b in &c.backends {
-                match merged.backends.iter_mut().find(|m| m.backend_id == b.backend_id) {
-                    Some(m) => add(&mut m.metrics, &b.metrics),
-                    None => merged
-                        .backends
-                        .push(BackendMetrics { backend_id: b.backend_id.clone(), metrics: b.metrics.clone() }),
-                }
-            }
-        }
-    }
-    sozu_proto::AggregatedMetrics { main: BTreeMap::new(), workers, clusters, proxying }
 }

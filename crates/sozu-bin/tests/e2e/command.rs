@@ -19,7 +19,10 @@ fn every_verb_through_the_cli() {
     let one = m.ok(&["cluster", "list", "-i", "api"]);
     assert!(one.contains("backend api-1 127.0.0.1:9100"), "{one}");
     let by_domain = m.ok(&["-j", "cluster", "list", "-d", "api.example/v1"]);
-    assert!(by_domain.contains("\"main\""), "{by_domain}");
+    let v: serde_json::Value = serde_json::from_str(&by_domain).unwrap();
+    let map = &v["WORKER_RESPONSES"]["map"];
+    assert!(map["main"]["content_type"]["CLUSTERS"]["vec"].as_array().is_some_and(|v| !v.is_empty()), "{by_domain}");
+    assert_eq!(map["0"], map["main"], "workers answer by domain as the master does");
     let hashes = m.ok(&["-j", "cluster", "list"]);
     let v: serde_json::Value = serde_json::from_str(&hashes).unwrap();
     let map = &v["WORKER_RESPONSES"]["map"];

@@ -389,6 +389,25 @@ fn metrics_disable_freezes_the_figures_enable_goes_on_and_clear_restarts_at_zero
     assert_eq!(counted(&m), (0, 0));
     calls(1);
     assert_eq!(counted(&m), (1, 1));
+    // the query's options: names, clusters, backends, the list of names
+    calls(4);
+    let get = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["-j", "metrics", "get"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&m.ok(&all)).unwrap()
+    };
+    let v = get(&["-n", "connections", "--no-clusters"]);
+    let names: Vec<&String> = v["METRICS"]["proxying"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["connections"], "{v}");
+    assert!(v["METRICS"]["clusters"].as_object().unwrap().is_empty(), "{v}");
+    let v = get(&["-k", "nope"]);
+    assert!(v["METRICS"]["clusters"].as_object().unwrap().is_empty(), "{v}");
+    let v = get(&["-k", "db", "-b", "b1"]);
+    let backends = v["METRICS"]["clusters"]["db"]["backends"].as_array().unwrap();
+    assert!(!backends.is_empty() && backends.iter().all(|b| b["backend_id"] == "b1"), "{v}");
+    let v = get(&["-l"]);
+    let listed = v["AVAILABLE_METRICS"]["proxy_metrics"].as_array().expect("a list of names");
+    assert!(listed.iter().any(|n| n == "connections"), "{v}");
 }
 
 #[test]
