@@ -60,6 +60,23 @@ impl Process {
         }
     }
 
+    /// Reaps a process that is ending: lets it exit by itself for at most `grace`, then
+    /// kills it. How it ended.
+    pub fn end(&mut self, grace: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            match self.try_wait() {
+                Ok(Some(ended)) => return ended,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                _ => break,
+            }
+        }
+        let _ = self.kill();
+        self.wait().unwrap_or_else(|e| e.to_string())
+    }
+
     /// Waits until it ends (reaping it).
     pub fn wait(&mut self) -> io::Result<String> {
         loop {

@@ -113,6 +113,9 @@ pub struct Master {
     pub(super) upgrading: std::collections::HashSet<u32>,
     /// Consecutive unanswered health checks, by worker.
     pub(super) misses: HashMap<u32, u32>,
+    /// Workers that closed their channel on a stop or an upgrade and have not exited yet:
+    /// reaped at SIGCHLD, killed at their deadline.
+    pub(super) ending: Vec<super::workers::Ending>,
     pub(super) next_health_check: Option<Instant>,
     /// systemd watchdog: interval and next ping.
     pub(super) watchdog: Option<(Duration, Instant)>,
@@ -191,6 +194,7 @@ impl Master {
             recent_crashes: VecDeque::new(),
             failed_slots: 0,
             misses: HashMap::new(),
+            ending: Vec::new(),
             upgrading: std::collections::HashSet::new(),
             next_health_check: None,
             watchdog: crate::sd_notify::watchdog_interval().map(|i| (i / 2, Instant::now())),
@@ -250,6 +254,7 @@ impl Master {
             self.poll_upgrade(Instant::now());
             self.expire_tasks(Instant::now());
             self.relaunch_due_workers(Instant::now());
+            self.reap_ending(Instant::now());
             self.health_checks(Instant::now());
             self.watchdog(Instant::now());
             self.save_state_if_dirty();
@@ -294,7 +299,8 @@ impl Master {
         let users = self.clients.values().filter_map(|c| c.pending_user.as_ref().map(PendingUser::deadline)).min();
         let watchdog = self.watchdog.map(|(_, next)| next);
         let health = self.config.worker_health_check_interval.and(self.next_health_check);
-        for t in [users, self.relaunch_at.iter().min().copied(), watchdog, health].into_iter().flatten() {
+        let ending = self.ending.iter().map(|e| e.deadline).min();
+        for t in [users, self.relaunch_at.iter().min().copied(), watchdog, health, ending].into_iter().flatten() {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         if matches!(self.stopping, Some(Stopping::Done { .. })) {
@@ -531,8 +537,13 @@ impl Master {
     }
 
     fn shutdown_cleanup(&mut self) {
-        for worker in self.workers.values_mut() {
-            worker.reap_blocking(Duration::from_secs(2));
+        for (id, worker) in &mut self.workers {
+            let status = worker.child.end(Duration::from_secs(2));
+            info!(self.log, "worker {id} (pid {}) exited: {status}", worker.pid);
+        }
+        for mut e in std::mem::take(&mut self.ending) {
+            let status = e.child.end(Duration::from_secs(2));
+            info!(self.log, "worker {} (pid {}) exited: {status}", e.id, e.pid);
         }
         let _ = std::fs::remove_file(&self.config.command_socket);
         if let Some(dashboard) = &self.config.dashboard_socket {

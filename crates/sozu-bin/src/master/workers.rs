@@ -22,6 +22,19 @@ use super::process::Process;
 use super::server::Master;
 use super::tasks::TaskKind;
 
+/// How long a worker that closed its channel on a stop or an upgrade has to exit
+/// before it is killed.
+const ENDING_GRACE: Duration = Duration::from_secs(1);
+
+/// A worker that closed its channel on a stop or an upgrade and has not exited yet.
+#[derive(Debug)]
+pub(super) struct Ending {
+    pub id: u32,
+    pub pid: i32,
+    pub child: Process,
+    pub deadline: Instant,
+}
+
 /// How long a send on a worker's SCM socket after its boot (a listener added while
 /// running) may wait: a worker that stopped reading never holds the loop longer.
 pub(super) const SCM_SEND_TIMEOUT: Duration = Duration::from_millis(100);
@@ -37,21 +50,6 @@ pub(crate) struct WorkerSession {
     pub child: Process,
     /// The master's end of the SCM socket (listeners go back and forth on it).
     pub scm: ScmSocket,
-}
-
-impl WorkerSession {
-    /// Waits at most `limit` for the process to exit, then kills it.
-    pub fn reap_blocking(&mut self, limit: Duration) {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn clear_cloexec(fd: impl AsFd) -> std::io::Result<()> {
@@ -251,11 +249,18 @@ impl Master {
         self.worker_tokens.remove(&w.token);
         let _ = self.poll.registry().deregister(w.channel.stream_mut());
         let expected = w.run_state != RunState::Running || self.upgrading.contains(&id);
-        let _ = w.child.kill();
-        let status = w.child.wait().unwrap_or_else(|e| e.to_string());
         if expected {
-            info!(self.log, "worker {id} (pid {}) exited: {status}", w.pid);
+            // its channel closed: it is exiting; reaped when it has (SIGCHLD), killed if it
+            // has not within ENDING_GRACE
+            match w.child.try_wait() {
+                Ok(Some(status)) => info!(self.log, "worker {id} (pid {}) exited: {status}", w.pid),
+                _ => {
+                    self.ending.push(Ending { id, pid: w.pid, child: w.child, deadline: Instant::now() + ENDING_GRACE })
+                }
+            }
         } else {
+            let _ = w.child.kill();
+            let status = w.child.wait().unwrap_or_else(|e| e.to_string());
             error!(self.log, "worker {id} (pid {}) died: {why}; {status}", w.pid);
             self.emit(EventKind::WorkerKilled, None);
             self.audit_worker_death(id, w.pid, &format!("{why}; {status}"));
@@ -318,8 +323,36 @@ impl Master {
         }
     }
 
+    /// Reaps the workers that were ending and have exited; kills those past their
+    /// deadline.
+    pub(super) fn reap_ending(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.ending.len() {
+            let e = &mut self.ending[i];
+            let status = match e.child.try_wait() {
+                Ok(Some(status)) => status,
+                _ if now >= e.deadline => {
+                    let _ = e.child.kill();
+                    format!("killed: it had not exited {} ms after its stop", ENDING_GRACE.as_millis())
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let mut e = self.ending.swap_remove(i);
+            if status.starts_with("killed") {
+                let _ = e.child.wait();
+                warn!(self.log, "worker {} (pid {}) {status}", e.id, e.pid);
+            } else {
+                info!(self.log, "worker {} (pid {}) exited: {status}", e.id, e.pid);
+            }
+        }
+    }
+
     /// SIGCHLD: reap every exited child.
     pub(super) fn reap_children(&mut self) {
+        self.reap_ending(Instant::now());
         let exited: Vec<u32> = self
             .workers
             .iter_mut()

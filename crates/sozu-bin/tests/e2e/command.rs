@@ -63,6 +63,9 @@ fn every_verb_through_the_cli() {
 
     let status = m.stop();
     assert!(status.success(), "clean stop: {status:?}");
+    // the workers exit by themselves after a soft stop (none is killed)
+    let log = m.log();
+    assert_eq!(log.matches("exited: exit status: 0").count(), 2, "{log}");
     assert!(!m.socket().exists(), "socket removed");
     assert!(!m.dir.join("sozu.pid").exists(), "pid file removed");
     // audit: the JSON chain verifies, every mutation recorded
