@@ -56,6 +56,20 @@ impl Drop for Procs {
     }
 }
 
+/// A one-worker configuration (ours and Sōzu 2.1's format alike): `head`'s top-level
+/// keys, an HTTP and a TCP listener, and a cluster on each to `backend`.
+fn proxy_config(head: &str, http: u16, tcp: u16, backend: u16) -> String {
+    format!(
+        "{head}\nworker_count = 1\n\
+         [[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:{http}\"\n\
+         [[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{tcp}\"\n\
+         [clusters.bench]\nprotocol = \"http\"\nfrontends = [{{ address = \"127.0.0.1:{http}\", hostname = \"bench\" }}]\n\
+         backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n\
+         [clusters.benchtcp]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:{tcp}\" }}]\n\
+         backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n"
+    )
+}
+
 /// (requests/s, p99 in ms) of one `wrk` run against `port`.
 fn wrk(wrk: &Path, port: u16, seconds: u32) -> (f64, f64) {
     let out = Command::new(wrk)
@@ -133,14 +147,11 @@ pub fn run(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Option<Section> {
     .unwrap();
     std::fs::write(
         dir.join("sozu.toml"),
-        format!(
-            "command_socket = \"sozu.sock\"\nworker_count = 1\nlog_level = \"warn\"\nmax_connections = 20000\n\
-             [[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:{http}\"\n\
-             [[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{tcp}\"\n\
-             [clusters.bench]\nprotocol = \"http\"\nfrontends = [{{ address = \"127.0.0.1:{http}\", hostname = \"bench\" }}]\n\
-             backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n\
-             [clusters.benchtcp]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:{tcp}\" }}]\n\
-             backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n"
+        proxy_config(
+            "command_socket = \"sozu.sock\"\nmax_connections = 20000\nlog_level = \"warn\"",
+            http,
+            tcp,
+            backend,
         ),
     )
     .unwrap();
@@ -162,19 +173,8 @@ pub fn run(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Option<Section> {
     procs.0.push(c.spawn().expect("start sozu"));
     // Sōzu 2.1 in the same configuration (one worker, the same listeners and clusters)
     if let Some(binary) = sozu21 {
-        std::fs::write(
-            dir.join("sozu21.toml"),
-            format!(
-                "command_socket = \"{d}/sozu21.sock\"\nworker_count = 1\nlog_level = \"error\"\nmax_connections = 1000\n\
-                 [[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:{s21_http}\"\n\
-                 [[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{s21_tcp}\"\n\
-                 [clusters.bench]\nprotocol = \"http\"\nfrontends = [{{ address = \"127.0.0.1:{s21_http}\", hostname = \"bench\" }}]\n\
-                 backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n\
-                 [clusters.benchtcp]\nprotocol = \"tcp\"\nfrontends = [{{ address = \"127.0.0.1:{s21_tcp}\" }}]\n\
-                 backends = [{{ address = \"127.0.0.1:{backend}\", backend_id = \"nginx\" }}]\n"
-            ),
-        )
-        .unwrap();
+        let head = format!("command_socket = \"{d}/sozu21.sock\"\nmax_connections = 1000\nlog_level = \"error\"");
+        std::fs::write(dir.join("sozu21.toml"), proxy_config(&head, s21_http, s21_tcp, backend)).unwrap();
         let mut c = Command::new(binary);
         c.args(["start", "-c"]).arg(dir.join("sozu21.toml"));
         quiet(&mut c);

@@ -329,23 +329,25 @@ impl Master {
         let mut i = 0;
         while i < self.ending.len() {
             let e = &mut self.ending[i];
-            let status = match e.child.try_wait() {
-                Ok(Some(status)) => status,
-                _ if now >= e.deadline => {
-                    let _ = e.child.kill();
-                    format!("killed: it had not exited {} ms after its stop", ENDING_GRACE.as_millis())
-                }
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            };
+            let exited = matches!(e.child.try_wait(), Ok(Some(_)));
+            if !exited && now < e.deadline {
+                i += 1;
+                continue;
+            }
             let mut e = self.ending.swap_remove(i);
-            if status.starts_with("killed") {
-                let _ = e.child.wait();
-                warn!(self.log, "worker {} (pid {}) {status}", e.id, e.pid);
-            } else {
+            if exited {
+                let status = e.child.wait().unwrap_or_else(|err| err.to_string());
                 info!(self.log, "worker {} (pid {}) exited: {status}", e.id, e.pid);
+            } else {
+                let _ = e.child.kill();
+                let _ = e.child.wait();
+                warn!(
+                    self.log,
+                    "worker {} (pid {}) killed: it had not exited {} ms after its stop",
+                    e.id,
+                    e.pid,
+                    ENDING_GRACE.as_millis()
+                );
             }
         }
     }

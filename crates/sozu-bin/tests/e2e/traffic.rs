@@ -147,17 +147,23 @@ fn a_worker_upgrade_under_traffic_loses_no_connection() {
     assert!(m.fails(&["upgrade", "--worker", "9"]).contains("Worker 9 does not exist"));
 }
 
+/// Opens a connection through `port`, sends nothing, and returns how long the proxy took
+/// to close it (waiting at most `limit`).
+fn closed_idle_after(port: u16, limit: Duration) -> Duration {
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 8];
+    assert_eq!(idle.read(&mut buf).unwrap(), 0, "closed by the proxy");
+    started.elapsed()
+}
+
 #[test]
 fn an_idle_tcp_connection_is_closed_at_the_front_timeout() {
     let m = tcp_master("tcpidle");
     m.ok(&["listener", "tcp", "update", "-a", &format!("127.0.0.1:{}", m.tcp_port), "--front-timeout", "1"]);
-    let mut idle = std::net::TcpStream::connect(("127.0.0.1", m.tcp_port)).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let started = Instant::now();
-    let mut buf = [0u8; 8];
     // the backends answer on half-close only: nothing comes back, the proxy closes
-    assert_eq!(idle.read(&mut buf).unwrap(), 0, "closed by the proxy");
-    let took = started.elapsed();
+    let took = closed_idle_after(m.tcp_port, Duration::from_secs(10));
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
     // a busy connection is not affected
     assert!(tcp_call(m.tcp_port, b"still").unwrap().ends_with(":still"));
@@ -209,12 +215,7 @@ fn an_idle_tcp_connection_is_closed_at_the_back_timeout_when_shorter() {
     let m = tcp_master("tcpbackidle");
     let listener = format!("127.0.0.1:{}", m.tcp_port);
     m.ok(&["listener", "tcp", "update", "-a", &listener, "--front-timeout", "60", "--back-timeout", "1"]);
-    let mut idle = std::net::TcpStream::connect(("127.0.0.1", m.tcp_port)).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let started = Instant::now();
-    let mut buf = [0u8; 8];
-    assert_eq!(idle.read(&mut buf).unwrap(), 0, "closed by the proxy");
-    let took = started.elapsed();
+    let took = closed_idle_after(m.tcp_port, Duration::from_secs(20));
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{took:?}: back_timeout, not front");
     assert!(tcp_call(m.tcp_port, b"busy").unwrap().ends_with(":busy"));
 }
