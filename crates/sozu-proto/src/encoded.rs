@@ -81,6 +81,53 @@ impl prost::Message for EncodedWorkerRequest {
     }
 }
 
+/// Builds the encoding of `Request { staged_records: StagedRecords { records } }` one
+/// record at a time, without keeping the records: each is appended as it comes.
+#[derive(Debug, Default)]
+pub struct StagedRecordsEncoder {
+    /// The encoded `records` fields.
+    inner: Vec<u8>,
+    count: usize,
+}
+
+/// The tag of `staged_records` in `Request.request_type`.
+const STAGED_RECORDS_TAG: u32 = 1001;
+
+impl StagedRecordsEncoder {
+    /// Appends one record.
+    pub fn push(&mut self, record: &crate::Request) {
+        encode_key(1, WireType::LengthDelimited, &mut self.inner);
+        encode_varint(prost::Message::encoded_len(record) as u64, &mut self.inner);
+        prost::Message::encode_raw(record, &mut self.inner);
+        self.count += 1;
+    }
+
+    /// Records appended so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Bytes of the records appended so far (the request
+    /// [`finish_into`](Self::finish_into) writes is at most 12 bytes more).
+    pub fn encoded_bytes(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// No record appended.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends the encoded `Request` to `out` and starts over empty.
+    pub fn finish_into(&mut self, out: &mut Vec<u8>) {
+        encode_key(STAGED_RECORDS_TAG, WireType::LengthDelimited, out);
+        encode_varint(self.inner.len() as u64, out);
+        out.extend_from_slice(&self.inner);
+        self.inner.clear();
+        self.count = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -88,6 +135,31 @@ mod tests {
     use super::*;
     use crate::request::RequestType;
     use crate::{Request, Status, WorkerRequest};
+
+    #[test]
+    fn staged_records_decode_as_the_request() {
+        use crate::{Cluster, StagedRecords};
+        let records: Vec<Request> = vec![
+            RequestType::AddCluster(Cluster { cluster_id: "c1".into(), ..Default::default() }).into(),
+            RequestType::RemoveCluster("c2".into()).into(),
+            RequestType::SaveState(String::new()).into(),
+        ];
+        let mut encoder = StagedRecordsEncoder::default();
+        for r in &records {
+            encoder.push(r);
+        }
+        assert_eq!(encoder.count(), 3);
+        let mut out = vec![9];
+        encoder.finish_into(&mut out);
+        assert!(encoder.is_empty() && encoder.encoded_bytes() == 0);
+        let plain: Request = RequestType::StagedRecords(StagedRecords { records }).into();
+        assert_eq!(&out[1..], plain.encode_to_vec().as_slice());
+        assert_eq!(Request::decode(&out[1..]).unwrap(), plain);
+        // empty: still a StagedRecords request
+        encoder.finish_into(&mut out);
+        let empty: Request = RequestType::StagedRecords(StagedRecords { records: vec![] }).into();
+        assert!(out.ends_with(&empty.encode_to_vec()));
+    }
 
     #[test]
     fn encodes_like_a_worker_request() {

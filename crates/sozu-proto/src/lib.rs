@@ -29,7 +29,7 @@ mod names;
 
 pub use addr::AddressError;
 pub use command::*;
-pub use encoded::{EncodedWorkerRequest, SharedBytes};
+pub use encoded::{EncodedWorkerRequest, SharedBytes, StagedRecordsEncoder};
 pub use initial::{InitialStateError, count_initial_requests, for_each_initial_request};
 pub use names::{request_name, verb_name, verb_tag};
 

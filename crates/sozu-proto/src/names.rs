@@ -70,6 +70,7 @@ pub fn verb_name(verb: &RequestType) -> &'static str {
         RequestType::AddUdpFrontend(_) => "AddUdpFrontend",
         RequestType::RemoveUdpFrontend(_) => "RemoveUdpFrontend",
         RequestType::StagedLoad(_) => "StagedLoad",
+        RequestType::StagedRecords(_) => "StagedRecords",
     }
 }
 
@@ -132,5 +133,6 @@ pub fn verb_tag(verb: &RequestType) -> u32 {
         RequestType::AddUdpFrontend(_) => 58,
         RequestType::RemoveUdpFrontend(_) => 59,
         RequestType::StagedLoad(_) => 1000,
+        RequestType::StagedRecords(_) => 1001,
     }
 }

@@ -148,19 +148,20 @@ pub struct Loaded {
 /// record, and `state` is untouched. Memory is bounded by `max_record` plus one read.
 pub fn load(state: &ConfigState, reader: impl Read, max_record: usize) -> Result<Loaded, LoadError> {
     let mut requests = Vec::new();
-    let state = load_each(state, reader, max_record, |r| requests.push(r))?;
+    let state = load_each(state, reader, max_record, |r| requests.push(r.clone()))?;
     Ok(Loaded { state, requests })
 }
 
-/// [`load`], handing each record that changed the staged state to `each` instead of
-/// collecting them (a caller that encodes them for workers at once never holds them
-/// all as structs). `each` may have been called when an error is returned: the caller
-/// must discard what it got then, as the state is not committed.
+/// [`load`], handing each record that changes the staged state to `each` (just before
+/// it is applied) instead of collecting them: a caller that encodes them for workers at
+/// once never holds them all as structs. `each` may have been called when an error is
+/// returned, with the failing record too: the caller must discard what it got then, as
+/// the state is not committed.
 pub fn load_each(
     state: &ConfigState,
     reader: impl Read,
     max_record: usize,
-    mut each: impl FnMut(Request),
+    mut each: impl FnMut(&Request),
 ) -> Result<ConfigState, LoadError> {
     let mut loader = Loader::new(state, reader, max_record);
     while !loader.step(usize::MAX, &mut each)? {}
@@ -177,7 +178,7 @@ pub fn load_file_each(
     state: &ConfigState,
     path: &Path,
     max_record: usize,
-    each: impl FnMut(Request),
+    each: impl FnMut(&Request),
 ) -> Result<ConfigState, LoadError> {
     load_each(state, open(path)?, max_record, each)
 }

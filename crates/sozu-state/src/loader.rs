@@ -76,10 +76,11 @@ impl<R: Read> Loader<R> {
         self.index
     }
 
-    /// Parses and applies up to `max` records, handing each one that changed the staged
-    /// state to `each`. `Ok(true)`: the file is complete; `Ok(false)`: call again. After
-    /// an error the loader must be dropped (and what `each` got discarded).
-    pub fn step(&mut self, max: usize, mut each: impl FnMut(Request)) -> Result<bool, LoadError> {
+    /// Parses and applies up to `max` records, handing each one that changes the staged
+    /// state to `each` (just before it is applied). `Ok(true)`: the file is complete;
+    /// `Ok(false)`: call again. After an error the loader must be dropped, and what
+    /// `each` got discarded: the record that failed was handed to it too.
+    pub fn step(&mut self, max: usize, mut each: impl FnMut(&Request)) -> Result<bool, LoadError> {
         let mut done = 0;
         loop {
             while done < max {
@@ -125,7 +126,7 @@ impl<R: Read> Loader<R> {
     }
 
     /// Parses and applies the record `buf[start..end]`.
-    fn record(&mut self, end: usize, each: &mut impl FnMut(Request)) -> Result<(), LoadError> {
+    fn record(&mut self, end: usize, each: &mut impl FnMut(&Request)) -> Result<(), LoadError> {
         let record = &self.buf[self.start..end];
         let offset = self.base + self.start as u64;
         if record.len() > self.max_record {
@@ -156,12 +157,13 @@ impl<R: Read> Loader<R> {
             // an identical listener or frontend is already there: nothing to do
             return Ok(());
         }
-        self.staged.dispatch(&parsed.content).map_err(|e| LoadError {
+        each(&parsed.content);
+        let name = sozu_proto::request_name(&parsed.content);
+        self.staged.dispatch_owned(parsed.content).map_err(|e| LoadError {
             index: self.index,
             offset,
-            reason: format!("{} cannot be applied: {e}", sozu_proto::request_name(&parsed.content)),
+            reason: format!("{name} cannot be applied: {e}"),
         })?;
-        each(parsed.content);
         Ok(())
     }
 

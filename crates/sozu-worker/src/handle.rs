@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use slog::{info, warn};
 use sozu_proto::request::RequestType as R;
 use sozu_proto::response_content::ContentType;
-use sozu_proto::{ClusterHashes, ClusterInformations, ResponseContent, StagedLoadStep, WorkerRequest, WorkerResponse};
+use sozu_proto::{
+    ClusterHashes, ClusterInformations, Request, ResponseContent, StagedLoadStep, WorkerRequest, WorkerResponse,
+};
 use sozu_scm_socket::ListenerKind;
 
 use crate::Worker;
@@ -26,7 +28,12 @@ pub enum Outcome {
 
 impl Worker {
     /// Applies one request and builds its answer.
-    pub fn handle(&mut self, request: WorkerRequest) -> (WorkerResponse, Outcome) {
+    pub fn handle(&mut self, mut request: WorkerRequest) -> (WorkerResponse, Outcome) {
+        if let Some(R::StagedRecords(_)) = &request.content.request_type
+            && let Some(R::StagedRecords(records)) = request.content.request_type.take()
+        {
+            return (self.stage_records(request.id, records.records), Outcome::Continue);
+        }
         let id = request.id;
         let Some(verb) = &request.content.request_type else {
             return (WorkerResponse::failure(id, "empty or unknown request"), Outcome::Continue);
@@ -142,6 +149,42 @@ impl Worker {
         self.listeners.tcp.retain(|(a, _)| used(a));
     }
 
+    /// Records of a staged load, applied in order to the staged copy; the first that
+    /// cannot be applied ends the request with a FAILURE naming it (the master then
+    /// aborts the load, so what was applied before it is dropped with the copy).
+    fn stage_records(&mut self, id: String, records: Vec<Request>) -> WorkerResponse {
+        if self.staged.is_none() {
+            return WorkerResponse::failure(id, "records of a staged load, and no staged load is open");
+        }
+        let count = records.len();
+        let mut removed_listener = false;
+        let mut outcome = Ok(());
+        for (index, record) in records.into_iter().enumerate() {
+            match &record.request_type {
+                Some(R::AddHttpListener(l)) => self.adopt_listener(ListenerKind::Http, &l.address),
+                Some(R::AddTcpListener(l)) => self.adopt_listener(ListenerKind::Tcp, &l.address),
+                Some(R::RemoveListener(_)) => removed_listener = true,
+                _ => {}
+            }
+            let name = sozu_proto::request_name(&record);
+            let Some(staged) = self.staged.as_mut() else { break };
+            if let Err(e) = staged.dispatch_owned(record) {
+                outcome = Err(format!("record {} of {count} ({name}) refused: {e}", index + 1));
+                break;
+            }
+        }
+        if removed_listener {
+            self.close_unused_listeners();
+        }
+        match outcome {
+            Ok(()) => WorkerResponse::ok(id, None),
+            Err(why) => {
+                warn!(self.log, "worker {}: staged load: {why}", self.id);
+                WorkerResponse::failure(id, why)
+            }
+        }
+    }
+
     /// One step of a staged load (see ARCHITECTURE.md, "Staged LoadState").
     fn stage(&mut self, id: String, step: i32) -> WorkerResponse {
         match (StagedLoadStep::try_from(step), self.staged.is_some()) {
@@ -166,5 +209,84 @@ impl Worker {
             (Ok(StagedLoadStep::StageCommit), false) => WorkerResponse::failure(id, "no staged load to commit"),
             (Err(_), _) => WorkerResponse::failure(id, format!("unknown staged load step {step}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use sozu_proto::{Cluster, ResponseStatus, StagedLoad, StagedRecords};
+    use sozu_scm_socket::{Listeners, ScmSocket};
+
+    use super::*;
+    use crate::{ProxyLimits, counters, http, pool, tcp};
+
+    fn worker() -> (Worker, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let limits = ProxyLimits::default();
+        let pool = pool::BufferPool::shared(limits.buffer_size, limits.max_buffers);
+        let worker = Worker {
+            id: 0,
+            config: Default::default(),
+            state: Default::default(),
+            staged: None,
+            draining: false,
+            listeners: Listeners::default(),
+            scm: ScmSocket::new(ours).unwrap(),
+            log: slog::Logger::root(slog::Discard, slog::o!()),
+            set_level: Box::new(|_| Ok(())),
+            proxy: tcp::TcpProxy::new(limits, pool.clone()),
+            http: http::HttpProxy::new(0, limits, pool.clone()),
+            pool,
+            reporting: counters::Reporting::default(),
+        };
+        (worker, theirs)
+    }
+
+    fn send(worker: &mut Worker, content: Request) -> WorkerResponse {
+        worker.handle(WorkerRequest { id: "t".into(), content }).0
+    }
+
+    fn step(worker: &mut Worker, step: StagedLoadStep) -> WorkerResponse {
+        send(worker, R::StagedLoad(StagedLoad { step: step as i32 }).into())
+    }
+
+    fn records(records: Vec<Request>) -> Request {
+        R::StagedRecords(StagedRecords { records }).into()
+    }
+
+    fn cluster(id: &str) -> Request {
+        R::AddCluster(Cluster { cluster_id: id.into(), ..Default::default() }).into()
+    }
+
+    fn ok(answer: &WorkerResponse) -> bool {
+        answer.status == ResponseStatus::Ok as i32
+    }
+
+    #[test]
+    fn staged_records_apply_to_the_staged_copy_and_name_the_first_refused() {
+        let (mut w, _scm) = worker();
+        // outside a staged load: refused, nothing applied
+        let answer = send(&mut w, records(vec![cluster("a")]));
+        assert!(!ok(&answer) && answer.message.contains("no staged load"), "{}", answer.message);
+        assert_eq!(w.state.cluster_count(), 0);
+
+        assert!(ok(&step(&mut w, StagedLoadStep::StageBegin)));
+        let bad = R::RemoveCluster("unknown".into()).into();
+        let answer = send(&mut w, records(vec![cluster("a"), bad, cluster("b")]));
+        assert!(!ok(&answer), "a refused record fails the request");
+        assert!(answer.message.contains("record 2 of 3 (RemoveCluster)"), "{}", answer.message);
+        assert_eq!(w.state.cluster_count(), 0, "the live state is untouched");
+        assert!(ok(&step(&mut w, StagedLoadStep::StageAbort)));
+        assert!(w.staged.is_none());
+
+        assert!(ok(&step(&mut w, StagedLoadStep::StageBegin)));
+        assert!(ok(&send(&mut w, records(vec![cluster("a"), cluster("b")]))));
+        assert!(ok(&send(&mut w, records(vec![cluster("c")]))));
+        assert_eq!(w.state.cluster_count(), 0, "nothing is live before the commit");
+        assert!(ok(&step(&mut w, StagedLoadStep::StageCommit)));
+        assert_eq!(w.state.cluster_count(), 3);
+        assert!(w.staged.is_none());
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use prost::Message;
-use sozu_proto::{EncodedWorkerRequest, Request, SharedBytes};
+use sozu_proto::{EncodedWorkerRequest, Request, SharedBytes, StagedRecordsEncoder};
 
 /// Requests encoded back to back, with the verb name and end offset of each.
 #[derive(Debug, Default)]
@@ -29,6 +29,12 @@ impl BatchBuilder {
         // encoding into a Vec cannot fail: it grows as needed
         let _ = request.encode(&mut self.bytes);
         self.items.push((sozu_proto::request_name(request), self.bytes.len()));
+    }
+
+    /// Appends the records in `chunk` as one `StagedRecords` request, leaving it empty.
+    pub fn push_staged(&mut self, chunk: &mut StagedRecordsEncoder) {
+        chunk.finish_into(&mut self.bytes);
+        self.items.push(("StagedRecords", self.bytes.len()));
     }
 
     pub fn len(&self) -> usize {

@@ -194,11 +194,11 @@ impl Master {
                     Response::failure(format!("{name} is not supported yet (HTTPS, certificates and UDP)")),
                 );
             }
-            R::StagedLoad(_) => self.reply(
+            R::StagedLoad(_) | R::StagedRecords(_) => self.reply(
                 token,
-                Response::failure(
-                    "StagedLoad is internal to sozu (sent by the master to its workers) and is refused from clients",
-                ),
+                Response::failure(format!(
+                    "{name} is internal to sozu (sent by the master to its workers) and is refused from clients"
+                )),
             ),
             _ => self.reply(token, Response::failure(format!("{name} is not supported by this version of sozu"))),
         }

@@ -17,7 +17,7 @@ use audit::ErrorCode;
 use mio::Token;
 use slog::{info, warn};
 use sozu_proto::request::RequestType as R;
-use sozu_proto::{EventKind, Request, Response, RunState, StagedLoad, StagedLoadStep};
+use sozu_proto::{EventKind, Message, Request, Response, RunState, StagedLoad, StagedLoadStep, StagedRecordsEncoder};
 use sozu_scm_socket::ListenerKind;
 use sozu_state::{ConfigState, Loader};
 use ulid::Ulid;
@@ -27,9 +27,13 @@ use super::records::{Described, Pending, describe, request_sha};
 use super::server::Master;
 use super::tasks::TaskKind;
 
-/// Records parsed per turn of the loop, and the most a worker may have queued before
-/// parsing waits for it.
+/// Records parsed per turn of the loop.
 const SLICE: usize = 1000;
+
+/// The most bytes of records sent to a worker in one `StagedRecords` request (a worker
+/// answers each request once, not each record), and at most a quarter of
+/// `max_command_buffer_size`, the largest frame a channel takes.
+const CHUNK_BYTES: usize = 128 * 1024;
 
 /// A `LoadState` in progress (at most one at a time).
 pub(super) struct Loading {
@@ -37,6 +41,8 @@ pub(super) struct Loading {
     pub path: PathBuf,
     /// Records sent to each worker.
     pub sent: usize,
+    /// Requests (`StagedRecords` chunks) sent to each worker, which number their ids.
+    requests: usize,
     pub phase: Phase,
     /// Listener sockets bound for this load (closed again if it does not commit).
     bound: Vec<(ListenerKind, SocketAddr)>,
@@ -92,6 +98,7 @@ impl Master {
             task,
             path: path.clone(),
             sent: 0,
+            requests: 0,
             phase: Phase::Parsing(Box::new(loader)),
             bound: Vec::new(),
             ulid,
@@ -109,31 +116,52 @@ impl Master {
             && !matches!(request.request_type, Some(R::SaveState(_)) | Some(R::SubscribeEvents(_)))
     }
 
-    /// Whether the load can read more now: it is reading, and no worker has more than
-    /// a slice queued.
+    /// Whether the load can read more now: it is reading, and every worker's queue went
+    /// into its channel (whose buffer, at most `max_command_buffer_size`, bounds how far
+    /// a worker lags behind the file).
     pub(super) fn load_wants_turn(&self) -> bool {
         let Some(loading) = &self.loading else { return false };
         if !matches!(loading.phase, Phase::Parsing(_)) {
             return false;
         }
-        self.workers.values().all(|w| w.outbox.iter().map(Cursor::remaining).sum::<usize>() < SLICE)
+        self.workers.values().all(|w| w.outbox.iter().map(Cursor::remaining).sum::<usize>() == 0)
     }
 
-    /// One turn of the load: reads a slice of the file and streams it to the workers.
+    /// One turn of the load: reads a slice of the file and streams it to the workers, in
+    /// `StagedRecords` chunks of at most `CHUNK_BYTES`.
     pub(super) fn continue_loading(&mut self) {
         if !self.load_wants_turn() {
             return;
         }
+        let chunk_max = CHUNK_BYTES.min(self.config.max_command_buffer_size / 4);
         let Some(loading) = self.loading.as_mut() else { return };
         let Phase::Parsing(loader) = &mut loading.phase else { return };
         let mut batch = BatchBuilder::default();
+        let mut chunk = StagedRecordsEncoder::default();
         let mut listeners = Vec::new();
+        let mut records = 0;
         let result = loader.step(SLICE, |r| {
-            listeners.extend(super::listen::added(&r));
-            batch.push(&r)
+            listeners.extend(super::listen::added(r));
+            // a record larger than a chunk goes alone
+            if !chunk.is_empty() && chunk.encoded_bytes() + r.encoded_len() > chunk_max {
+                batch.push_staged(&mut chunk);
+            }
+            chunk.push(r);
+            records += 1;
         });
+        if !chunk.is_empty() {
+            batch.push_staged(&mut chunk);
+        }
         let task = loading.task;
-        let base = loading.sent;
+        let base = loading.requests;
+        let complete = match result {
+            Ok(complete) => complete,
+            Err(e) => {
+                // nothing of this slice is bound or sent: the load aborts everywhere
+                self.fail_loading(task, &e, ErrorCode::InvalidInput);
+                return;
+            }
+        };
         // the sockets of new listeners, bound and handed to the workers before their
         // records; a failure to bind aborts the load
         for (kind, addr) in listeners {
@@ -152,29 +180,27 @@ impl Master {
             }
         }
         if let Some(l) = self.loading.as_mut() {
-            l.sent += batch.len();
+            l.sent += records;
+            l.requests += batch.len();
         }
         self.send_to_task(task, batch.finish(), base);
-        match result {
-            Ok(false) => {}
-            Ok(true) => {
-                let Some(loading) = self.loading.as_mut() else { return };
-                let Phase::Parsing(loader) =
-                    std::mem::replace(&mut loading.phase, Phase::Final { committed: false, reason: None })
-                else {
-                    return;
-                };
-                loading.phase = Phase::Parsed(Box::new(loader.into_state()));
-                let (ulid, d, sha) = (loading.ulid, loading.described.clone(), loading.sha.clone());
-                let audited = self.write_attempt(Some(self.load_client(task)), ulid, &d, Ok(()), &sha);
-                if audited.is_err() && self.config.audit_fail_closed {
-                    self.abort_loading("refused: the audit record cannot be written".into(), true);
-                } else if self.tasks.get(&task).is_some_and(|t| t.outstanding.is_empty()) {
-                    // every record is acknowledged already: commit (finish_task holds)
-                    self.finish_task(task, false);
-                }
-            }
-            Err(e) => self.fail_loading(task, &e, ErrorCode::InvalidInput),
+        if !complete {
+            return;
+        }
+        let Some(loading) = self.loading.as_mut() else { return };
+        let Phase::Parsing(loader) =
+            std::mem::replace(&mut loading.phase, Phase::Final { committed: false, reason: None })
+        else {
+            return;
+        };
+        loading.phase = Phase::Parsed(Box::new(loader.into_state()));
+        let (ulid, d, sha) = (loading.ulid, loading.described.clone(), loading.sha.clone());
+        let audited = self.write_attempt(Some(self.load_client(task)), ulid, &d, Ok(()), &sha);
+        if audited.is_err() && self.config.audit_fail_closed {
+            self.abort_loading("refused: the audit record cannot be written".into(), true);
+        } else if self.tasks.get(&task).is_some_and(|t| t.outstanding.is_empty()) {
+            // every record is acknowledged already: commit (finish_task holds)
+            self.finish_task(task, false);
         }
     }
 

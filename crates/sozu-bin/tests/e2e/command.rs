@@ -391,6 +391,12 @@ fn the_internal_staged_load_verb_is_refused_from_clients() {
     raw.send(&R::StagedLoad(StagedLoad { step: StagedLoadStep::StageBegin as i32 }).into());
     let answer = raw.terminal();
     assert_eq!(answer.status, ResponseStatus::Failure as i32);
-    assert!(answer.message.contains("internal"), "{}", answer.message);
+    assert!(answer.message.contains("StagedLoad is internal"), "{}", answer.message);
+    let records = vec![R::AddCluster(Cluster { cluster_id: "sneaky".into(), ..Default::default() }).into()];
+    raw.send(&R::StagedRecords(StagedRecords { records }).into());
+    let answer = raw.terminal();
+    assert_eq!(answer.status, ResponseStatus::Failure as i32);
+    assert!(answer.message.contains("StagedRecords is internal"), "{}", answer.message);
     assert!(m.ok(&["status"]).contains("RUNNING"));
+    assert!(!m.ok(&["cluster", "list"]).contains("sneaky"), "nothing was applied");
 }
