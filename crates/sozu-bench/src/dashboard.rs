@@ -76,10 +76,11 @@ fn state_latency(sozu: &Path, quick: bool) -> Option<Row> {
     .ok()?;
     let mut state = sozu_state::ConfigState::new();
     for i in 0..10_000 {
-        let request = sozu_proto::Request::from(sozu_proto::request::RequestType::AddCluster(sozu_proto::Cluster {
-            cluster_id: format!("c{i}"),
-            ..Default::default()
-        }));
+        let request =
+            sozu_proto::Request::from(sozu_proto::request::RequestType::AddCluster(Box::new(sozu_proto::Cluster {
+                cluster_id: format!("c{i}"),
+                ..Default::default()
+            })));
         state.dispatch(&request).ok()?;
     }
     sozu_state::save_atomic(&dir.join("state"), &state).ok()?;

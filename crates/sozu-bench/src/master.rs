@@ -351,11 +351,11 @@ fn load_rows(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Vec<Row> {
         let mut state = sozu_state::ConfigState::new();
         state
             .dispatch(
-                &R::AddHttpListener(HttpListenerConfig {
+                &R::AddHttpListener(Box::new(HttpListenerConfig {
                     address: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)).into(),
                     sticky_name: "SOZUBALANCEID".into(),
                     ..Default::default()
-                })
+                }))
                 .into(),
             )
             .unwrap();

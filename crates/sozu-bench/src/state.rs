@@ -22,12 +22,12 @@ fn requests(clusters: usize) -> Vec<Request> {
 /// The benchmark's requests, one at a time.
 fn for_each_request(clusters: usize, mut out: impl FnMut(Request)) {
     let listener: SocketAddress = SocketAddr::from(([127, 0, 0, 1], 8080)).into();
-    out(Request::from(R::AddHttpListener(HttpListenerConfig {
+    out(Request::from(R::AddHttpListener(Box::new(HttpListenerConfig {
         address: listener,
         sticky_name: "SOZUBALANCEID".into(),
         active: true,
         ..Default::default()
-    })));
+    }))));
     for i in 0..clusters {
         cluster_requests(i).into_iter().for_each(&mut out);
     }
@@ -48,15 +48,15 @@ pub(crate) fn cluster_requests(i: usize) -> [Request; 4] {
         }))
     };
     [
-        R::AddCluster(Cluster { cluster_id: id.clone(), load_balancing: 3, ..Default::default() }).into(),
-        R::AddHttpFrontend(RequestHttpFrontend {
+        R::AddCluster(Box::new(Cluster { cluster_id: id.clone(), load_balancing: 3, ..Default::default() })).into(),
+        R::AddHttpFrontend(Box::new(RequestHttpFrontend {
             cluster_id: Some(id.clone()),
             address: listener,
             hostname: format!("host-{i}.example.com"),
             path: PathRule { kind: 0, value: "/".into() },
             position: 2,
             ..Default::default()
-        })
+        }))
         .into(),
         backend(0),
         backend(1),

@@ -211,7 +211,7 @@ fn sozu21_rows(sozu: &Path, sozu21: &Path, running: &Running, n: usize, label: &
         sticky_name: "SOZUBALANCEID".into(),
         ..Default::default()
     };
-    state.dispatch(&R::AddHttpListener(listener).into()).unwrap();
+    state.dispatch(&R::AddHttpListener(Box::new(listener)).into()).unwrap();
     for i in 0..n {
         for r in cluster_requests(i) {
             state.dispatch(&r).unwrap();

@@ -424,7 +424,7 @@ fn listener(key: &str, l: &FileListener, d: &Timeouts, base: &Path) -> Result<Li
     let (protocol, request) = match protocol {
         "http" => (
             Protocol::Http,
-            R::AddHttpListener(HttpListenerConfig {
+            R::AddHttpListener(Box::new(HttpListenerConfig {
                 address: address.into(),
                 public_address,
                 expect_proxy: l.expect_proxy.unwrap_or(false),
@@ -453,7 +453,7 @@ fn listener(key: &str, l: &FileListener, d: &Timeouts, base: &Path) -> Result<Li
                     answers
                 },
                 ..Default::default()
-            }),
+            })),
         ),
         "tcp" => (
             Protocol::Tcp,
@@ -505,7 +505,7 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
         }
         None => return Err(err(format!("{key}.protocol"), "missing; allowed: http, tcp")),
     };
-    let mut requests = vec![Request::from(R::AddCluster(Cluster {
+    let mut requests = vec![Request::from(R::AddCluster(Box::new(Cluster {
         cluster_id: id.to_string(),
         sticky_session: c.sticky_session.unwrap_or(false),
         https_redirect: c.https_redirect.unwrap_or(false),
@@ -515,7 +515,7 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
             None => None,
         },
         ..Default::default()
-    }))];
+    })))];
     for (i, f) in c.frontends.as_deref().unwrap_or_default().iter().enumerate() {
         let fk = format!("{key}.frontends[{i}]");
         let address = addr(&format!("{fk}.address"), f.address.as_deref())?;
@@ -554,7 +554,7 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
                     other => return Err(err(format!("{fk}.position"), format!("{other:?}; allowed: TREE, PRE, POST"))),
                 };
                 requests.push(
-                    R::AddHttpFrontend(RequestHttpFrontend {
+                    R::AddHttpFrontend(Box::new(RequestHttpFrontend {
                         cluster_id: Some(id.into()),
                         address: address.into(),
                         hostname,
@@ -563,7 +563,7 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
                         position: position as i32,
                         tags,
                         ..Default::default()
-                    })
+                    }))
                     .into(),
                 );
             }

@@ -140,7 +140,7 @@ mod tests {
     fn staged_records_decode_as_the_request() {
         use crate::{Cluster, StagedRecords};
         let records: Vec<Request> = vec![
-            RequestType::AddCluster(Cluster { cluster_id: "c1".into(), ..Default::default() }).into(),
+            RequestType::AddCluster(Box::new(Cluster { cluster_id: "c1".into(), ..Default::default() })).into(),
             RequestType::RemoveCluster("c2".into()).into(),
             RequestType::SaveState(String::new()).into(),
         ];

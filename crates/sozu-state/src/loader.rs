@@ -202,7 +202,9 @@ mod tests {
         let mut state = ConfigState::new();
         for i in 0..n {
             let id = format!("c{i}");
-            state.dispatch(&R::AddCluster(Cluster { cluster_id: id.clone(), ..Default::default() }).into()).unwrap();
+            state
+                .dispatch(&R::AddCluster(Box::new(Cluster { cluster_id: id.clone(), ..Default::default() })).into())
+                .unwrap();
             let backend = AddBackend {
                 cluster_id: id.clone(),
                 backend_id: format!("{id}-b"),

@@ -97,7 +97,7 @@ impl ConfigState {
         Listeners {
             map: &self.http_listeners,
             kind: ListenerType::Http,
-            add: R::AddHttpListener,
+            add: |l| R::AddHttpListener(Box::new(l)),
             active: |l| l.active,
             set_active: |l, a| l.active = a,
         }
@@ -106,7 +106,7 @@ impl ConfigState {
         Listeners {
             map: &self.https_listeners,
             kind: ListenerType::Https,
-            add: R::AddHttpsListener,
+            add: |l| R::AddHttpsListener(Box::new(l)),
             active: |l| l.active,
             set_active: |l, a| l.active = a,
         }
@@ -166,16 +166,20 @@ impl ConfigState {
         self.https().generate(&mut visit);
         self.tcp().generate(&mut visit);
         self.udp().generate(&mut visit);
-        self.clusters.values().map(|c| &**c).for_each(|c| visit(R::AddCluster(c.clone()).into()));
-        self.http_frontends.values().map(|f| &**f).for_each(|f| visit(R::AddHttpFrontend(f.clone()).into()));
+        self.clusters.values().for_each(|c| visit(R::AddCluster(c.clone()).into()));
+        self.http_frontends.values().for_each(|f| visit(R::AddHttpFrontend(f.clone()).into()));
         for ((a, _), c) in &self.certificates {
             let certificate = c.certificate.clone();
             visit(
-                R::AddCertificate(AddCertificate { address: (*a).into(), certificate, expired_at: c.expired_at })
-                    .into(),
+                R::AddCertificate(Box::new(AddCertificate {
+                    address: (*a).into(),
+                    certificate,
+                    expired_at: c.expired_at,
+                }))
+                .into(),
             );
         }
-        self.https_frontends.values().map(|f| &**f).for_each(|f| visit(R::AddHttpsFrontend(f.clone()).into()));
+        self.https_frontends.values().for_each(|f| visit(R::AddHttpsFrontend(f.clone()).into()));
         self.tcp_frontends.values().for_each(|f| visit(R::AddTcpFrontend(f.clone()).into()));
         self.udp_frontends.values().for_each(|f| visit(R::AddUdpFrontend(f.clone()).into()));
         for list in self.backends.values() {
@@ -194,10 +198,10 @@ impl ConfigState {
         // removals: frontends and backends, certificates, clusters, then listeners.
         // A changed entry is removed here and added again below.
         for (k, f) in &self.http_frontends {
-            unless(other.http_frontends.get(k) == Some(f), R::RemoveHttpFrontend((**f).clone()), &mut out);
+            unless(other.http_frontends.get(k) == Some(f), R::RemoveHttpFrontend(f.clone()), &mut out);
         }
         for (k, f) in &self.https_frontends {
-            unless(other.https_frontends.get(k) == Some(f), R::RemoveHttpsFrontend((**f).clone()), &mut out);
+            unless(other.https_frontends.get(k) == Some(f), R::RemoveHttpsFrontend(f.clone()), &mut out);
         }
         for (k, f) in &self.tcp_frontends {
             unless(other.tcp_frontends.get(k) == Some(f), R::RemoveTcpFrontend(f.clone()), &mut out);
@@ -228,18 +232,18 @@ impl ConfigState {
         // additions and changes, in generate_requests order
         out.extend(listener_additions);
         for (id, c) in &other.clusters {
-            unless(self.clusters.get(id) == Some(c), R::AddCluster((**c).clone()), &mut out);
+            unless(self.clusters.get(id) == Some(c), R::AddCluster(c.clone()), &mut out);
         }
         for (k, f) in &other.http_frontends {
-            unless(self.http_frontends.get(k) == Some(f), R::AddHttpFrontend((**f).clone()), &mut out);
+            unless(self.http_frontends.get(k) == Some(f), R::AddHttpFrontend(f.clone()), &mut out);
         }
         for ((a, fp), c) in &other.certificates {
             let add =
                 AddCertificate { address: (*a).into(), certificate: c.certificate.clone(), expired_at: c.expired_at };
-            unless(self.certificates.get(&(*a, fp.clone())) == Some(c), R::AddCertificate(add), &mut out);
+            unless(self.certificates.get(&(*a, fp.clone())) == Some(c), R::AddCertificate(Box::new(add)), &mut out);
         }
         for (k, f) in &other.https_frontends {
-            unless(self.https_frontends.get(k) == Some(f), R::AddHttpsFrontend((**f).clone()), &mut out);
+            unless(self.https_frontends.get(k) == Some(f), R::AddHttpsFrontend(f.clone()), &mut out);
         }
         for (k, f) in &other.tcp_frontends {
             unless(self.tcp_frontends.get(k) == Some(f), R::AddTcpFrontend(f.clone()), &mut out);

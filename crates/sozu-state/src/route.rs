@@ -91,14 +91,14 @@ mod tests {
     use super::*;
 
     fn front(host: &str, kind: PathRuleKind, path: &str, method: Option<&str>, cluster: Option<&str>) -> R {
-        R::AddHttpFrontend(RequestHttpFrontend {
+        R::AddHttpFrontend(Box::new(RequestHttpFrontend {
             cluster_id: cluster.map(str::to_string),
             address: SocketAddr::from(([127, 0, 0, 1], 8080)).into(),
             hostname: host.into(),
             path: PathRule { kind: kind as i32, value: path.into() },
             method: method.map(str::to_string),
             ..Default::default()
-        })
+        }))
     }
 
     fn state() -> ConfigState {
@@ -108,9 +108,10 @@ mod tests {
             active: true,
             ..Default::default()
         };
-        s.dispatch(&R::AddHttpListener(listener).into()).unwrap();
+        s.dispatch(&R::AddHttpListener(Box::new(listener)).into()).unwrap();
         for c in ["exact", "wild", "deep", "api", "apiv2", "equals", "post", "regex"] {
-            s.dispatch(&R::AddCluster(Cluster { cluster_id: c.into(), ..Default::default() }).into()).unwrap();
+            s.dispatch(&R::AddCluster(Box::new(Cluster { cluster_id: c.into(), ..Default::default() })).into())
+                .unwrap();
         }
         use PathRuleKind::*;
         for r in [

@@ -254,7 +254,7 @@ impl ConfigState {
                 if c.cluster_id.is_empty() {
                     return Err(StateError::EmptyClusterId);
                 }
-                self.clusters.insert(c.cluster_id.clone(), Box::new(c));
+                self.clusters.insert(c.cluster_id.clone(), c);
                 Ok(Applied::Changed)
             }
             Some(R::AddHttpFrontend(f)) => {
@@ -265,7 +265,7 @@ impl ConfigState {
                 match self.http_frontends.entry(frontend_key(&f)) {
                     std::collections::btree_map::Entry::Occupied(e) => Err(StateError::FrontendExists(e.key().clone())),
                     std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert(Box::new(f));
+                        e.insert(f);
                         Ok(Applied::Changed)
                     }
                 }
@@ -293,10 +293,10 @@ impl ConfigState {
         let Some(verb) = &request.request_type else { return Err(StateError::EmptyRequest) };
         match verb {
             R::AddHttpListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
-                s.http_listeners.insert(a, l.clone());
+                s.http_listeners.insert(a, (**l).clone());
             }),
             R::AddHttpsListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
-                s.https_listeners.insert(a, l.clone());
+                s.https_listeners.insert(a, (**l).clone());
             }),
             R::AddTcpListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
                 s.tcp_listeners.insert(a, *l);
@@ -349,7 +349,7 @@ impl ConfigState {
                 if c.cluster_id.is_empty() {
                     return Err(StateError::EmptyClusterId);
                 }
-                self.clusters.insert(c.cluster_id.clone(), Box::new(c.clone()));
+                self.clusters.insert(c.cluster_id.clone(), c.clone());
                 Ok(Applied::Changed)
             }
             R::RemoveCluster(id) => self.remove_cluster(id),

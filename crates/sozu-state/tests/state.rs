@@ -102,24 +102,30 @@ fn dispatch_errors_are_precise_and_change_nothing() {
     apply(
         &mut s,
         &[
-            R::AddHttpListener(http_listener(8080, false)).into(),
-            R::AddCluster(cluster("api")).into(),
-            R::AddHttpFrontend(frontend("api", "a.example", 8080)).into(),
+            R::AddHttpListener(Box::new(http_listener(8080, false))).into(),
+            R::AddCluster(Box::new(cluster("api"))).into(),
+            R::AddHttpFrontend(Box::new(frontend("api", "a.example", 8080))).into(),
             R::AddBackend(backend("api", "b1", 9000)).into(),
         ],
     );
     let before = s.clone();
     type Expect = fn(&StateError) -> bool;
     let cases: Vec<(Request, Expect)> = vec![
-        (R::AddHttpListener(http_listener(8080, false)).into(), |e| matches!(e, StateError::ListenerExists(_))),
+        (R::AddHttpListener(Box::new(http_listener(8080, false))).into(), |e| {
+            matches!(e, StateError::ListenerExists(_))
+        }),
         (R::AddTcpListener(TcpListenerConfig { address: sa(8080), ..Default::default() }).into(), |e| {
             matches!(e, StateError::ListenerExists(_))
         }),
-        (R::AddHttpFrontend(frontend("nope", "b.example", 8080)).into(), |e| {
+        (R::AddHttpFrontend(Box::new(frontend("nope", "b.example", 8080))).into(), |e| {
             matches!(e, StateError::UnknownCluster(_))
         }),
-        (R::AddHttpFrontend(frontend("api", "a.example", 8080)).into(), |e| matches!(e, StateError::FrontendExists(_))),
-        (R::RemoveHttpFrontend(frontend("api", "zzz", 8080)).into(), |e| matches!(e, StateError::UnknownFrontend(_))),
+        (R::AddHttpFrontend(Box::new(frontend("api", "a.example", 8080))).into(), |e| {
+            matches!(e, StateError::FrontendExists(_))
+        }),
+        (R::RemoveHttpFrontend(Box::new(frontend("api", "zzz", 8080))).into(), |e| {
+            matches!(e, StateError::UnknownFrontend(_))
+        }),
         (
             R::RemoveBackend(RemoveBackend { cluster_id: "api".into(), backend_id: "b2".into(), address: sa(9000) })
                 .into(),
@@ -127,7 +133,7 @@ fn dispatch_errors_are_precise_and_change_nothing() {
         ),
         (R::AddBackend(backend("nope", "b1", 9000)).into(), |e| matches!(e, StateError::UnknownCluster(_))),
         (R::RemoveCluster("nope".into()).into(), |e| matches!(e, StateError::UnknownCluster(_))),
-        (R::AddCluster(cluster("")).into(), |e| matches!(e, StateError::EmptyClusterId)),
+        (R::AddCluster(Box::new(cluster(""))).into(), |e| matches!(e, StateError::EmptyClusterId)),
         (R::RemoveListener(RemoveListener { address: sa(1), proxy: ListenerType::Http as i32 }).into(), |e| {
             matches!(e, StateError::UnknownListener(_))
         }),
@@ -153,10 +159,10 @@ fn removing_a_cluster_removes_its_frontends_and_backends() {
     apply(
         &mut s,
         &[
-            R::AddCluster(cluster("api")).into(),
-            R::AddCluster(cluster("web")).into(),
-            R::AddHttpFrontend(frontend("api", "a.example", 80)).into(),
-            R::AddHttpFrontend(frontend("web", "w.example", 80)).into(),
+            R::AddCluster(Box::new(cluster("api"))).into(),
+            R::AddCluster(Box::new(cluster("web"))).into(),
+            R::AddHttpFrontend(Box::new(frontend("api", "a.example", 80))).into(),
+            R::AddHttpFrontend(Box::new(frontend("web", "w.example", 80))).into(),
             R::AddTcpFrontend(RequestTcpFrontend {
                 cluster_id: "api".into(),
                 address: sa(81),
@@ -180,7 +186,7 @@ fn a_changed_listener_stays_active_through_a_diff() {
     apply(
         &mut a,
         &[
-            R::AddHttpListener(http_listener(8080, false)).into(),
+            R::AddHttpListener(Box::new(http_listener(8080, false))).into(),
             R::ActivateListener(ActivateListener {
                 address: sa(8080),
                 proxy: ListenerType::Http as i32,
@@ -192,7 +198,7 @@ fn a_changed_listener_stays_active_through_a_diff() {
     let mut b = ConfigState::new();
     let mut changed = http_listener(8080, true);
     changed.front_timeout = 99;
-    apply(&mut b, &[R::AddHttpListener(changed).into()]);
+    apply(&mut b, &[R::AddHttpListener(Box::new(changed)).into()]);
     let diff = a.diff(&b);
     let mut replayed = a.clone();
     apply(&mut replayed, &diff);
@@ -205,14 +211,14 @@ fn a_listener_update_replaces_the_answers_it_names_and_keeps_the_others() {
     let mut state = ConfigState::default();
     let mut listener = http_listener(8080, false);
     listener.answers = [("404".to_string(), "old 404".to_string()), ("503".to_string(), "old 503".to_string())].into();
-    apply(&mut state, &[R::AddHttpListener(listener).into()]);
+    apply(&mut state, &[R::AddHttpListener(Box::new(listener)).into()]);
     let update = UpdateHttpListenerConfig {
         address: sa(8080),
         front_timeout: Some(5),
         http_answers: Some(CustomHttpAnswers { answer_404: Some("new 404".into()), ..Default::default() }),
         ..Default::default()
     };
-    apply(&mut state, &[R::UpdateHttpListener(update).into()]);
+    apply(&mut state, &[R::UpdateHttpListener(Box::new(update)).into()]);
     let l = state.http_listener("127.0.0.1:8080".parse().unwrap()).unwrap();
     assert_eq!(l.front_timeout, 5);
     // the new 404 in the per-status fields, the old one gone from the map (it would win)
@@ -226,7 +232,10 @@ fn a_listener_update_replaces_the_answers_it_names_and_keeps_the_others() {
 fn hashes_are_stable_and_sensitive() {
     let build = |port| {
         let mut s = ConfigState::new();
-        apply(&mut s, &[R::AddCluster(cluster("api")).into(), R::AddBackend(backend("api", "b", port)).into()]);
+        apply(
+            &mut s,
+            &[R::AddCluster(Box::new(cluster("api"))).into(), R::AddBackend(backend("api", "b", port)).into()],
+        );
         s
     };
     assert_eq!(build(1).cluster_hashes(), build(1).cluster_hashes());
@@ -255,9 +264,13 @@ fn v1_1_1_records_load_and_missing_required_scalars_do_not() {
 #[test]
 fn malformed_files_name_the_record_and_apply_nothing() {
     let mut base = ConfigState::new();
-    apply(&mut base, &[R::AddCluster(cluster("keep")).into()]);
+    apply(&mut base, &[R::AddCluster(Box::new(cluster("keep"))).into()]);
     let mut good = Vec::new();
-    save_records(&mut good, &[R::AddCluster(cluster("a")).into(), R::AddCluster(cluster("b")).into()]).unwrap();
+    save_records(
+        &mut good,
+        &[R::AddCluster(Box::new(cluster("a"))).into(), R::AddCluster(Box::new(cluster("b"))).into()],
+    )
+    .unwrap();
     let second = good.iter().position(|b| *b == 0).unwrap() as u64 + 1;
 
     // missing trailing \n\0
@@ -274,7 +287,8 @@ fn malformed_files_name_the_record_and_apply_nothing() {
     let err = load(&base, &unknown[..], 1 << 20).unwrap_err();
     assert!(err.reason.contains("unknown variant"), "{err}");
     // a file with a header cut exactly at a record boundary
-    let with_header = bytes_of(&[R::AddCluster(cluster("a")).into(), R::AddCluster(cluster("b")).into()]);
+    let with_header =
+        bytes_of(&[R::AddCluster(Box::new(cluster("a"))).into(), R::AddCluster(Box::new(cluster("b"))).into()]);
     let boundary = with_header.len() - (good.len() - second as usize);
     let err = load(&base, &with_header[..boundary], 1 << 20).unwrap_err();
     assert!(err.reason.contains("declares 2 records"), "{err}");
@@ -285,17 +299,23 @@ fn malformed_files_name_the_record_and_apply_nothing() {
     // (an identical one would be skipped as already there)
     let mut other = http_listener(1, false);
     other.front_timeout = 5;
-    let dup = bytes_of(&[R::AddHttpListener(http_listener(1, false)).into(), R::AddHttpListener(other).into()]);
+    let dup = bytes_of(&[
+        R::AddHttpListener(Box::new(http_listener(1, false))).into(),
+        R::AddHttpListener(Box::new(other)).into(),
+    ]);
     let err = load(&base, &dup[..], 1 << 20).unwrap_err();
     assert_eq!(err.index, 2, "the header is record 0");
     let same = bytes_of(&[
-        R::AddHttpListener(http_listener(1, false)).into(),
-        R::AddHttpListener(http_listener(1, false)).into(),
+        R::AddHttpListener(Box::new(http_listener(1, false))).into(),
+        R::AddHttpListener(Box::new(http_listener(1, false))).into(),
     ]);
     assert_eq!(load(&base, &same[..], 1 << 20).unwrap().requests.len(), 1, "identical record skipped");
     assert!(err.reason.contains("AddHttpListener cannot be applied"), "{err}");
     // a record over the maximum, found without buffering the whole file
-    let big = bytes_of(&[R::AddCluster(cluster("a")).into(), R::AddCluster(cluster(&"x".repeat(5000))).into()]);
+    let big = bytes_of(&[
+        R::AddCluster(Box::new(cluster("a"))).into(),
+        R::AddCluster(Box::new(cluster(&"x".repeat(5000)))).into(),
+    ]);
     let err = load(&base, &big[..], 1000).unwrap_err();
     assert_eq!(err.index, 2);
     assert!(err.reason.contains("larger than the maximum of 1000"), "{err}");
@@ -309,7 +329,7 @@ fn atomic_save_writes_0600_leaves_no_temp_and_keeps_the_old_file_on_failure() {
     let path = dir.join("state");
     std::fs::write(&path, b"old").unwrap();
     let mut state = ConfigState::new();
-    apply(&mut state, &[R::AddCluster(cluster("a")).into()]);
+    apply(&mut state, &[R::AddCluster(Box::new(cluster("a"))).into()]);
     assert_eq!(save_atomic(&path, &state).unwrap(), 1);
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
@@ -337,7 +357,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
         (port.clone(), any::<bool>(), 1u32..100).prop_map(|(p, active, t)| {
             let mut l = http_listener(p, active);
             l.front_timeout = t;
-            R::AddHttpListener(l).into()
+            R::AddHttpListener(Box::new(l)).into()
         }),
         (port.clone(), any::<bool>()).prop_map(|(p, active)| {
             R::AddTcpListener(TcpListenerConfig { address: sa(p + 100), active, ..Default::default() }).into()
@@ -348,13 +368,13 @@ fn arb_request() -> impl Strategy<Value = Request> {
             R::ActivateListener(ActivateListener { address: sa(p), proxy: k, from_scm: false }).into()
         }),
         (id.clone(), 0i32..4, any::<bool>()).prop_map(|(c, lb, sticky)| {
-            R::AddCluster(Cluster { load_balancing: lb, sticky_session: sticky, ..cluster(c) }).into()
+            R::AddCluster(Box::new(Cluster { load_balancing: lb, sticky_session: sticky, ..cluster(c) })).into()
         }),
         id.clone().prop_map(|c| R::RemoveCluster(c.into()).into()),
         (id.clone(), prop_oneof![Just("x.example"), Just("y.example")], port.clone())
-            .prop_map(|(c, h, p)| R::AddHttpFrontend(frontend(c, h, p)).into()),
+            .prop_map(|(c, h, p)| R::AddHttpFrontend(Box::new(frontend(c, h, p))).into()),
         (id.clone(), prop_oneof![Just("x.example"), Just("y.example")], port.clone())
-            .prop_map(|(c, h, p)| R::RemoveHttpFrontend(frontend(c, h, p)).into()),
+            .prop_map(|(c, h, p)| R::RemoveHttpFrontend(Box::new(frontend(c, h, p))).into()),
         (id.clone(), port.clone()).prop_map(|(c, p)| {
             R::AddTcpFrontend(RequestTcpFrontend {
                 cluster_id: c.into(),
@@ -434,7 +454,7 @@ fn dispatch_owned_gives_the_same_state_and_errors_as_dispatch() {
         })
         .into(),
     );
-    requests.push(R::AddCluster(sozu_proto::Cluster::default()).into());
+    requests.push(R::AddCluster(Box::default()).into());
     let (mut by_ref, mut owned) = (ConfigState::new(), ConfigState::new());
     for r in requests {
         let a = by_ref.dispatch(&r).map_err(|e| e.to_string());

@@ -216,7 +216,7 @@ mod tests {
     fn state(algorithm: LoadBalancingAlgorithms, backends: &[(&str, bool)]) -> ConfigState {
         let mut s = ConfigState::new();
         let cluster = Cluster { cluster_id: "c".into(), load_balancing: algorithm as i32, ..Default::default() };
-        s.dispatch(&R::AddCluster(cluster).into()).unwrap();
+        s.dispatch(&R::AddCluster(Box::new(cluster)).into()).unwrap();
         for (i, (id, backup)) in backends.iter().enumerate() {
             let b = AddBackend {
                 cluster_id: "c".into(),

@@ -257,7 +257,7 @@ mod tests {
     }
 
     fn cluster(id: &str) -> Request {
-        R::AddCluster(Cluster { cluster_id: id.into(), ..Default::default() }).into()
+        R::AddCluster(Box::new(Cluster { cluster_id: id.into(), ..Default::default() })).into()
     }
 
     fn ok(answer: &WorkerResponse) -> bool {

@@ -120,7 +120,7 @@ fn http_listener(action: &HttpListenerAction) -> anyhow::Result<R> {
                     answers.insert(code.to_string(), answer_file(&format!("--answer-{code}"), file)?);
                 }
             }
-            R::AddHttpListener(HttpListenerConfig {
+            R::AddHttpListener(Box::new(HttpListenerConfig {
                 address: (*address).into(),
                 public_address: o.public_address.map(Into::into),
                 expect_proxy: o.expect_proxy,
@@ -131,7 +131,7 @@ fn http_listener(action: &HttpListenerAction) -> anyhow::Result<R> {
                 request_timeout: http.request_timeout.unwrap_or(10),
                 answers,
                 ..Default::default()
-            })
+            }))
         }
         HttpListenerAction::Update { address, options: o, no_expect_proxy, http, answers: a } => {
             let read = |code: u16, file: &Option<std::path::PathBuf>| -> anyhow::Result<Option<String>> {
@@ -151,7 +151,7 @@ fn http_listener(action: &HttpListenerAction) -> anyhow::Result<R> {
                 answer_504: read(504, &a.answer_504)?,
                 answer_507: read(507, &a.answer_507)?,
             };
-            R::UpdateHttpListener(UpdateHttpListenerConfig {
+            R::UpdateHttpListener(Box::new(UpdateHttpListenerConfig {
                 address: (*address).into(),
                 public_address: o.public_address.map(Into::into),
                 expect_proxy: expect_proxy(o.expect_proxy, *no_expect_proxy),
@@ -161,7 +161,7 @@ fn http_listener(action: &HttpListenerAction) -> anyhow::Result<R> {
                 connect_timeout: o.connect_timeout,
                 request_timeout: http.request_timeout,
                 http_answers: (answers != CustomHttpAnswers::default()).then_some(answers),
-            })
+            }))
         }
         HttpListenerAction::Common(c) => common(ListenerType::Http, c),
     })
@@ -230,7 +230,7 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
                     LoadBalancing::LeastLoaded => LoadBalancingAlgorithms::LeastLoaded,
                     LoadBalancing::PowerOfTwo => LoadBalancingAlgorithms::PowerOfTwo,
                 };
-                R::AddCluster(Cluster {
+                R::AddCluster(Box::new(Cluster {
                     cluster_id: id.clone(),
                     sticky_session: *sticky_session,
                     https_redirect: *https_redirect,
@@ -238,7 +238,7 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
                     load_balancing: lb as i32,
                     answers: cluster_answers(answers)?,
                     ..Default::default()
-                })
+                }))
             }
             ClusterCmd::Remove { id } => R::RemoveCluster(id.clone()),
         },
@@ -258,8 +258,8 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
             }),
         },
         Command::Frontend { cmd } => match cmd {
-            FrontendCmd::Http { cmd: HttpFrontendCmd::Add(r) } => R::AddHttpFrontend(http_frontend(r)?),
-            FrontendCmd::Http { cmd: HttpFrontendCmd::Remove(r) } => R::RemoveHttpFrontend(http_frontend(r)?),
+            FrontendCmd::Http { cmd: HttpFrontendCmd::Add(r) } => R::AddHttpFrontend(Box::new(http_frontend(r)?)),
+            FrontendCmd::Http { cmd: HttpFrontendCmd::Remove(r) } => R::RemoveHttpFrontend(Box::new(http_frontend(r)?)),
             FrontendCmd::Tcp { cmd: TcpFrontendCmd::Add { id, address, tags: t } } => {
                 R::AddTcpFrontend(RequestTcpFrontend {
                     cluster_id: id.clone(),

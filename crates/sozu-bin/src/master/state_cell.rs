@@ -77,7 +77,8 @@ mod tests {
 
     fn one_cluster() -> ConfigState {
         let mut s = ConfigState::new();
-        s.dispatch(&RequestType::AddCluster(Cluster { cluster_id: "c".into(), ..Default::default() }).into()).unwrap();
+        s.dispatch(&RequestType::AddCluster(Box::new(Cluster { cluster_id: "c".into(), ..Default::default() })).into())
+            .unwrap();
         s
     }
 

@@ -80,7 +80,7 @@ fn every_verb_through_the_cli() {
 fn pipelined_requests_are_all_answered_in_order() {
     let m = Master::start("pipeline", "");
     let mut raw = m.raw();
-    raw.send(&R::AddCluster(Cluster { cluster_id: "p1".into(), ..Default::default() }).into());
+    raw.send(&R::AddCluster(Box::new(Cluster { cluster_id: "p1".into(), ..Default::default() })).into());
     raw.send(&R::QueryClusterById("p1".into()).into());
     raw.send(&R::CountRequests(CountRequests {}).into());
     let first = raw.terminal();
@@ -266,7 +266,9 @@ fn a_large_load_state_through_small_buffers_is_fully_acknowledged() {
     let mut state = sozu_state::ConfigState::new();
     for i in 0..3000 {
         let id = format!("c{i}");
-        state.dispatch(&R::AddCluster(Cluster { cluster_id: id.clone(), ..Default::default() }).into()).unwrap();
+        state
+            .dispatch(&R::AddCluster(Box::new(Cluster { cluster_id: id.clone(), ..Default::default() })).into())
+            .unwrap();
         let backend = AddBackend {
             cluster_id: id.clone(),
             backend_id: format!("{id}-b"),
@@ -296,7 +298,9 @@ fn write_state(path: &Path, n: usize, prefix: &str, bad_tail: bool) {
     let mut state = sozu_state::ConfigState::new();
     for i in 0..n {
         let id = format!("{prefix}{i}");
-        state.dispatch(&R::AddCluster(Cluster { cluster_id: id.clone(), ..Default::default() }).into()).unwrap();
+        state
+            .dispatch(&R::AddCluster(Box::new(Cluster { cluster_id: id.clone(), ..Default::default() })).into())
+            .unwrap();
         let backend = AddBackend {
             cluster_id: id.clone(),
             backend_id: format!("{id}-b"),
@@ -372,7 +376,7 @@ fn a_change_sent_during_a_staged_load_waits_for_it_and_is_not_lost() {
     let first = loader.recv().expect("an answer");
     assert_eq!(first.status, ResponseStatus::Processing as i32, "{}", first.message);
     let mut other = m.raw();
-    other.send(&R::AddCluster(Cluster { cluster_id: "late".into(), ..Default::default() }).into());
+    other.send(&R::AddCluster(Box::new(Cluster { cluster_id: "late".into(), ..Default::default() })).into());
     let late = other.terminal();
     assert_eq!(late.status, ResponseStatus::Ok as i32, "{}", late.message);
     let done = loader.terminal();
@@ -392,7 +396,7 @@ fn the_internal_staged_load_verb_is_refused_from_clients() {
     let answer = raw.terminal();
     assert_eq!(answer.status, ResponseStatus::Failure as i32);
     assert!(answer.message.contains("StagedLoad is internal"), "{}", answer.message);
-    let records = vec![R::AddCluster(Cluster { cluster_id: "sneaky".into(), ..Default::default() }).into()];
+    let records = vec![R::AddCluster(Box::new(Cluster { cluster_id: "sneaky".into(), ..Default::default() })).into()];
     raw.send(&R::StagedRecords(StagedRecords { records }).into());
     let answer = raw.terminal();
     assert_eq!(answer.status, ResponseStatus::Failure as i32);

@@ -86,7 +86,7 @@ fn a_dashboard_subscriber_that_never_reads_does_not_slow_others_and_is_told_it_l
     // many events while the subscriber does not read
     let mut raw = m.raw();
     for i in 0..300 {
-        raw.send(&R::AddCluster(Cluster { cluster_id: format!("e{i}"), ..Default::default() }).into());
+        raw.send(&R::AddCluster(Box::new(Cluster { cluster_id: format!("e{i}"), ..Default::default() })).into());
         raw.terminal();
     }
     let start = Instant::now();

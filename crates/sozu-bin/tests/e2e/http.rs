@@ -526,7 +526,7 @@ fn custom_answers_from_the_config_file_and_from_a_command_are_served_in_our_fram
         answers: [("503".to_string(), "<h1>empty is down</h1>".to_string())].into(),
         ..Default::default()
     };
-    raw.send(&R::AddCluster(cluster).into());
+    raw.send(&R::AddCluster(Box::new(cluster)).into());
     assert_eq!(raw.terminal().status, ResponseStatus::Ok as i32);
     let mut c = Client::connect(m.http_port);
     let a = c.get("empty.test", "/");
