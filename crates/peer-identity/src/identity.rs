@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use ulid::Ulid;
 
 use crate::cred::{PeerCred, peer_cred};
-use crate::proc::peer_comm;
+use crate::proc::peer_comm_of;
 use crate::sanitize::one_line;
 use crate::users::{PendingUser, UserLookup, UserResolver};
 
@@ -82,7 +82,7 @@ impl PeerIdentity {
         users: &UserResolver,
     ) -> (Self, Option<PendingUser>) {
         let cred = peer_cred(stream);
-        let comm = cred.pid.and_then(peer_comm);
+        let comm = cred.pid.and_then(|pid| peer_comm_of(stream, pid));
         let (user, pending) = match cred.uid {
             None => (Some(UserLookup::Unknown), None),
             Some(uid) => match users.lookup(uid, Instant::now()) {

@@ -1,10 +1,15 @@
 //! The peer's command name from `/proc`, guarded against PID reuse.
 //!
 //! A pid names a process only while it lives: once the peer exits, the pid may be
-//! given to another process, and `/proc/<pid>/comm` would then name the wrong
-//! program. So we read the process start time (field 22 of `/proc/<pid>/stat`) before
-//! and after reading `comm`, and trust `comm` only when both reads agree.
+//! given to another process, and `/proc/<pid>` would then describe the wrong program.
+//! The name is read from `/proc/<pid>/stat` (its second field, the same `comm` as
+//! `/proc/<pid>/comm`), in one read, so the name and the process it belongs to come
+//! from the same moment. For a socket peer, [`peer_comm_of`] then asks the kernel
+//! whether the process that connected still runs (its `SO_PEERPIDFD`, Linux 6.5 and
+//! later): if it does, its pid cannot have been reused, so the name is its own; if it
+//! exited, the name is not trusted.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
 /// Parses the start time (clock ticks since boot, field 22) out of the text of
@@ -18,6 +23,14 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     after_comm.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
 }
 
+/// Parses the command name out of the text of `/proc/<pid>/stat`: what is between
+/// the first `(` and the last `)` (the name may itself contain parentheses); an empty
+/// name is no name.
+pub fn parse_stat_comm(stat: &str) -> Option<String> {
+    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 /// Parses the text of `/proc/<pid>/comm`: the kernel appends one newline; an empty
 /// name is no name.
 pub fn parse_comm(comm: &str) -> Option<String> {
@@ -25,26 +38,62 @@ pub fn parse_comm(comm: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// The command name of process `pid`, or `None` if it is gone, unreadable, or was
-/// replaced by another process while we looked.
+/// The command name of process `pid`, or `None` if it is gone or unreadable. A pid
+/// alone cannot tell whether it was reused since the caller learnt it: for the peer of
+/// a socket, use [`peer_comm_of`].
 pub fn peer_comm(pid: i32) -> Option<String> {
     peer_comm_in(Path::new("/proc"), pid)
 }
 
-/// [`peer_comm`] against another procfs root (for tests and containers).
+/// [`peer_comm`] against another procfs root (for tests and containers). A `stat`
+/// without a start time is not a process's and gives `None`.
 pub fn peer_comm_in(proc_root: &Path, pid: i32) -> Option<String> {
     if pid <= 0 {
         return None;
     }
-    let dir = proc_root.join(pid.to_string());
-    let read_start = || read_small(&dir.join("stat")).and_then(|s| parse_start_time(&String::from_utf8_lossy(&s)));
-    let before = read_start()?;
-    let comm = read_small(&dir.join("comm"))?;
-    let after = read_start()?;
-    if before != after {
-        return None;
+    let stat = read_small(&proc_root.join(pid.to_string()).join("stat"))?;
+    let stat = String::from_utf8_lossy(&stat);
+    parse_start_time(&stat)?;
+    parse_stat_comm(&stat)
+}
+
+/// The command name of the process that connected `stream` (its pid `pid`, from
+/// [`peer_cred`](crate::peer_cred)), or `None` if it is gone, unreadable, or exited
+/// before the name was read (its pid may then name another process).
+///
+/// Linux 6.5 and later: the kernel's handle on the connecting process
+/// (`SO_PEERPIDFD`) says whether it still runs after the name is read. Older kernels
+/// and other systems: [`peer_comm`], which cannot see a pid reused before the read.
+pub fn peer_comm_of(stream: &impl AsFd, pid: i32) -> Option<String> {
+    imp::peer_comm_of(stream, pid)
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::os::fd::AsFd;
+
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{getsockopt, sockopt::PeerPidfd};
+
+    pub fn peer_comm_of(stream: &impl AsFd, pid: i32) -> Option<String> {
+        let Ok(pidfd) = getsockopt(stream, PeerPidfd) else { return super::peer_comm(pid) };
+        let comm = super::peer_comm(pid)?;
+        // a pidfd is readable once its process exited
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(0) => Some(comm),
+            _ => None,
+        }
     }
-    parse_comm(&String::from_utf8_lossy(&comm))
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use std::os::fd::AsFd;
+
+    pub fn peer_comm_of(_stream: &impl AsFd, pid: i32) -> Option<String> {
+        super::peer_comm(pid)
+    }
 }
 
 /// Reads a small procfs file whole, in one `read` when it fits in 1 KiB (procfs reports
@@ -98,6 +147,16 @@ mod tests {
     }
 
     #[test]
+    fn stat_comm_survives_odd_names() {
+        for comm in ["sozu", "a b c", "x) (y", ")", "((", "new\nline", "tab\there", ") 1 2 3 4 5"] {
+            assert_eq!(parse_stat_comm(&stat_line(comm, 1)).as_deref(), Some(comm), "comm {comm:?}");
+        }
+        assert_eq!(parse_stat_comm(&stat_line("", 1)), None);
+        assert_eq!(parse_stat_comm("no parenthesis"), None);
+        assert_eq!(parse_stat_comm("1 )x( S"), None);
+    }
+
+    #[test]
     fn comm_parsing() {
         assert_eq!(parse_comm("sozu\n").as_deref(), Some("sozu"));
         assert_eq!(parse_comm("a b (c)\n").as_deref(), Some("a b (c)"));
@@ -117,13 +176,14 @@ mod tests {
     }
 
     #[test]
-    fn changed_start_time_means_pid_reuse() {
+    fn the_name_comes_from_stat_and_a_gone_or_malformed_stat_gives_none() {
         let root = std::env::temp_dir().join(format!("peer-identity-proc-{}", std::process::id()));
         let dir = root.join("42");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("stat"), stat_line("old", 100)).unwrap();
-        std::fs::write(dir.join("comm"), "old\n").unwrap();
-        assert_eq!(peer_comm_in(&root, 42).as_deref(), Some("old"));
+        std::fs::write(dir.join("stat"), stat_line("old (x)", 100)).unwrap();
+        assert_eq!(peer_comm_in(&root, 42).as_deref(), Some("old (x)"));
+        std::fs::write(dir.join("stat"), "42 (old) S 1 2").unwrap();
+        assert_eq!(peer_comm_in(&root, 42), None, "no start time: not a process's stat");
         std::fs::remove_file(dir.join("stat")).unwrap();
         assert_eq!(peer_comm_in(&root, 42), None, "stat gone: process gone");
         std::fs::remove_dir_all(&root).unwrap();
