@@ -3,7 +3,15 @@
 use sozu_proto::response_content::ContentType;
 use sozu_proto::{Response, RunState};
 
-/// Prints a terminal answer.
+/// `writeln!` into a `String`, which cannot fail.
+macro_rules! put {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// Prints a terminal answer (in one write: a table is not a write per line).
 pub fn print(response: &Response, json: bool) {
     let content = response.content.as_ref().and_then(|c| c.content_type.as_ref());
     if json {
@@ -11,11 +19,12 @@ pub fn print(response: &Response, json: bool) {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return;
     }
-    println!("Success: {}", response.message);
-    match content {
-        None => {}
-        Some(c) => print_content(c, ""),
+    let mut out = String::with_capacity(1024);
+    put!(out, "Success: {}", response.message);
+    if let Some(c) = content {
+        print_content(&mut out, c, "");
     }
+    print!("{out}");
 }
 
 fn state_name(state: i32) -> &'static str {
@@ -28,20 +37,21 @@ fn state_name(state: i32) -> &'static str {
     }
 }
 
-fn print_content(content: &ContentType, indent: &str) {
+fn print_content(out: &mut String, content: &ContentType, indent: &str) {
     match content {
         ContentType::Workers(w) => {
-            println!("{indent}{:<8} {:<10} STATE", "WORKER", "PID");
+            put!(out, "{indent}{:<8} {:<10} STATE", "WORKER", "PID");
             for w in &w.vec {
-                println!("{indent}{:<8} {:<10} {}", w.id, w.pid, state_name(w.run_state));
+                put!(out, "{indent}{:<8} {:<10} {}", w.id, w.pid, state_name(w.run_state));
             }
         }
         ContentType::FrontendList(f) => {
-            println!("{indent}{:<6} {:<22} {:<30} {:<16} CLUSTER", "KIND", "ADDRESS", "HOSTNAME", "PATH");
+            put!(out, "{indent}{:<6} {:<22} {:<30} {:<16} CLUSTER", "KIND", "ADDRESS", "HOSTNAME", "PATH");
             for (kind, list) in [("http", &f.http_frontends), ("https", &f.https_frontends)] {
                 for f in list {
                     let cluster = f.cluster_id.as_deref().unwrap_or("(deny)");
-                    println!(
+                    put!(
+                        out,
                         "{indent}{kind:<6} {:<22} {:<30} {:<16} {cluster}",
                         f.address.to_string(),
                         f.hostname,
@@ -50,57 +60,65 @@ fn print_content(content: &ContentType, indent: &str) {
                 }
             }
             for f in &f.tcp_frontends {
-                println!("{indent}{:<6} {:<22} {:<30} {:<16} {}", "tcp", f.address.to_string(), "-", "-", f.cluster_id);
+                put!(
+                    out,
+                    "{indent}{:<6} {:<22} {:<30} {:<16} {}",
+                    "tcp",
+                    f.address.to_string(),
+                    "-",
+                    "-",
+                    f.cluster_id
+                );
             }
         }
         ContentType::ListenersList(l) => {
-            println!("{indent}{:<6} {:<22} ACTIVE", "KIND", "ADDRESS");
+            put!(out, "{indent}{:<6} {:<22} ACTIVE", "KIND", "ADDRESS");
             for (a, l) in &l.http_listeners {
-                println!("{indent}{:<6} {a:<22} {}", "http", l.active);
+                put!(out, "{indent}{:<6} {a:<22} {}", "http", l.active);
             }
             for (a, l) in &l.https_listeners {
-                println!("{indent}{:<6} {a:<22} {}", "https", l.active);
+                put!(out, "{indent}{:<6} {a:<22} {}", "https", l.active);
             }
             for (a, l) in &l.tcp_listeners {
-                println!("{indent}{:<6} {a:<22} {}", "tcp", l.active);
+                put!(out, "{indent}{:<6} {a:<22} {}", "tcp", l.active);
             }
         }
         ContentType::ClusterHashes(h) => {
-            println!("{indent}{:<30} HASH", "CLUSTER");
+            put!(out, "{indent}{:<30} HASH", "CLUSTER");
             for (id, hash) in &h.map {
-                println!("{indent}{id:<30} {hash:016x}");
+                put!(out, "{indent}{id:<30} {hash:016x}");
             }
         }
         ContentType::Clusters(c) => {
             for info in &c.vec {
                 let id = info.configuration.as_ref().map_or("?", |c| c.cluster_id.as_str());
-                println!("{indent}cluster {id}");
+                put!(out, "{indent}cluster {id}");
                 for f in info.http_frontends.iter().chain(&info.https_frontends) {
-                    println!("{indent}  frontend {} {}{}", f.address, f.hostname, f.path.value);
+                    put!(out, "{indent}  frontend {} {}{}", f.address, f.hostname, f.path.value);
                 }
                 for f in &info.tcp_frontends {
-                    println!("{indent}  frontend tcp {}", f.address);
+                    put!(out, "{indent}  frontend tcp {}", f.address);
                 }
                 for b in &info.backends {
-                    println!("{indent}  backend {} {}", b.backend_id, b.address);
+                    put!(out, "{indent}  backend {} {}", b.backend_id, b.address);
                 }
             }
         }
         ContentType::WorkerResponses(w) => {
             for (who, content) in &w.map {
-                println!("{indent}{who}:");
+                put!(out, "{indent}{who}:");
                 if let Some(c) = &content.content_type {
-                    print_content(c, &format!("{indent}  "));
+                    print_content(out, c, &format!("{indent}  "));
                 }
             }
         }
         ContentType::RequestCounts(c) => {
-            println!("{indent}{:<30} COUNT", "REQUEST");
+            put!(out, "{indent}{:<30} COUNT", "REQUEST");
             for (verb, n) in &c.map {
-                println!("{indent}{verb:<30} {n}");
+                put!(out, "{indent}{verb:<30} {n}");
             }
         }
-        other => println!("{indent}{}", serde_json::to_string_pretty(other).unwrap_or_default()),
+        other => put!(out, "{indent}{}", serde_json::to_string_pretty(other).unwrap_or_default()),
     }
 }
 
