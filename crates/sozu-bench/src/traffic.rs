@@ -98,6 +98,43 @@ fn wrk(wrk: &Path, port: u16, seconds: u32) -> (f64, f64) {
     (rps, p99)
 }
 
+/// Loads 10,000 clusters, each with a frontend (its own host name) on the HTTP listener
+/// at `http`, into the running master of `dir`; the number loaded, or `None` (and why on
+/// stderr) when the load failed.
+fn many_frontends(sozu: &Path, dir: &Path, http: u16) -> Option<usize> {
+    use sozu_proto::request::RequestType as R;
+    use sozu_proto::{Cluster, PathRule, RequestHttpFrontend};
+    const N: usize = 10_000;
+    let mut state = sozu_state::ConfigState::new();
+    for i in 0..N {
+        let cluster_id = format!("many{i}");
+        let cluster = Cluster { cluster_id: cluster_id.clone(), ..Default::default() };
+        state.dispatch(&R::AddCluster(Box::new(cluster)).into()).ok()?;
+        let front = RequestHttpFrontend {
+            cluster_id: Some(cluster_id),
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], http)).into(),
+            hostname: format!("f{i}.many.test"),
+            path: PathRule::default(),
+            ..Default::default()
+        };
+        state.dispatch(&R::AddHttpFrontend(Box::new(front)).into()).ok()?;
+    }
+    let file = dir.join("many.state");
+    sozu_state::save_atomic(&file, &state).ok()?;
+    let out = Command::new(sozu)
+        .arg("-c")
+        .arg(dir.join("sozu.toml"))
+        .args(["state", "load", "-f"])
+        .arg(&file)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("loading {N} frontends failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    Some(N)
+}
+
 /// Raises RLIMIT_NOFILE to `wanted` (soft and hard) if allowed, else the soft limit to
 /// the hard one.
 fn raise_nofile(wanted: u64) {
@@ -275,6 +312,21 @@ pub fn run(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Option<Section> {
                 target: "—".into(),
             },
         ]);
+    }
+    // routing among many frontends: 10,000 more names on the same HTTP listener
+    if let Some(more) = many_frontends(sozu, &dir, http) {
+        let mut after = (0.0f64, f64::MAX);
+        for _ in 0..rounds {
+            let (rps, p99) = wrk(&wrk_bin, http, seconds);
+            after = (after.0.max(rps), after.1.min(p99));
+        }
+        rows.push(Row {
+            name: format!("HTTP keep-alive through our HTTP listener with {more} more frontends on it vs with one"),
+            ours: fmt(after),
+            baseline: fmt(ours_http),
+            ratio: after.0 / ours_http.0,
+            target: "—".into(),
+        });
     }
     // memory with 10,000 idle keep-alive connections (each served one request)
     let workers = std::fs::read_to_string(format!("/proc/{}/task/{}/children", procs.0[2].id(), procs.0[2].id()))

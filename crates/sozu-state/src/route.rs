@@ -1,6 +1,7 @@
 //! HTTP routing: which frontend, and so which cluster, a request goes to.
 
 use std::net::SocketAddr;
+use std::ops::Bound;
 
 use sozu_proto::{PathRuleKind, RequestHttpFrontend};
 
@@ -55,25 +56,49 @@ impl ConfigState {
         method: &str,
         mut regex: impl FnMut(&str, &str) -> bool,
     ) -> Option<Route<'_>> {
-        let prefix = format!("{address};");
+        let lower;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
+        // Frontends are keyed `address;hostname;…` (hostname in lower case), so only the
+        // rules that can match are read: the exact name, then `*.suffix` for each suffix
+        // of it. A listener with 10k frontends costs a few lookups, not 10k comparisons.
+        let mut prefix = String::with_capacity(64 + host.len());
+        crate::state::push_address(&mut prefix, &address.into());
+        prefix.push(';');
+        let base = prefix.len();
+        let wildcards = host.match_indices('.').filter(|(i, _)| *i > 0).map(|(i, _)| &host[i + 1..]);
         let mut best: Option<(Score, &RequestHttpFrontend)> = None;
-        for (_, f) in self.http_frontends.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
-            let Some((host_kind, host_len)) = host_score(&f.hostname, host) else { continue };
-            let rule = &f.path.value;
-            let path_kind = match PathRuleKind::try_from(f.path.kind) {
-                Ok(PathRuleKind::Equals) if path == rule => 3,
-                Ok(PathRuleKind::Regex) if regex(rule, path) => 2,
-                Ok(PathRuleKind::Prefix) if path.starts_with(rule.as_str()) => 1,
-                _ => continue,
-            };
-            let method_score = match &f.method {
-                Some(m) if m.eq_ignore_ascii_case(method) => 1,
-                Some(_) => continue,
-                None => 0,
-            };
-            let score = (host_kind, host_len, path_kind, rule.len(), method_score);
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, f));
+        for (wildcard, name) in std::iter::once((false, host)).chain(wildcards.map(|s| (true, s))) {
+            prefix.truncate(base);
+            if wildcard {
+                prefix.push_str("*.");
+            }
+            prefix.push_str(name);
+            prefix.push(';');
+            let from = (Bound::Included(prefix.as_str()), Bound::Unbounded);
+            let rules = self.http_frontends.range::<str, _>(from).take_while(|(k, _)| k.starts_with(prefix.as_str()));
+            for (_, f) in rules {
+                let Some((host_kind, host_len)) = host_score(&f.hostname, host) else { continue };
+                let rule = &f.path.value;
+                let path_kind = match PathRuleKind::try_from(f.path.kind) {
+                    Ok(PathRuleKind::Equals) if path == rule => 3,
+                    Ok(PathRuleKind::Regex) if regex(rule, path) => 2,
+                    Ok(PathRuleKind::Prefix) if path.starts_with(rule.as_str()) => 1,
+                    _ => continue,
+                };
+                let method_score = match &f.method {
+                    Some(m) if m.eq_ignore_ascii_case(method) => 1,
+                    Some(_) => continue,
+                    None => 0,
+                };
+                let score = (host_kind, host_len, path_kind, rule.len(), method_score);
+                if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                    best = Some((score, f));
+                }
             }
         }
         best.map(|(_, f)| match f.cluster_id.as_deref() {
@@ -128,6 +153,66 @@ mod tests {
             s.dispatch(&r.into()).unwrap();
         }
         s
+    }
+
+    /// Every frontend of the listener scored: what `http_route` must agree with.
+    fn scan<'a>(s: &'a ConfigState, addr: SocketAddr, host: &str, path: &str) -> Option<Route<'a>> {
+        let host = host.to_ascii_lowercase();
+        let mut best: Option<(Score, &RequestHttpFrontend)> = None;
+        for f in s.http_frontends.values().filter(|f| SocketAddr::try_from(&f.address) == Ok(addr)) {
+            let Some((kind, len)) = host_score(&f.hostname, &host) else { continue };
+            if !path.starts_with(f.path.value.as_str()) {
+                continue;
+            }
+            let score = (kind, len, 1, f.path.value.len(), 0);
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((score, f));
+            }
+        }
+        best.map(|(_, f)| f.cluster_id.as_deref().map_or(Route::Deny, Route::Cluster))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn looking_up_names_routes_as_scanning_every_frontend(
+            rules in proptest::collection::vec(("(\\*\\.)?[aAb]{1,2}(\\.[ab]{1,2}){0,2}", "/[ab]?", 0..3usize), 0..40),
+            hosts in proptest::collection::vec(("[aAb]{0,2}(\\.[aAb]{1,2}){0,3}\\.?", "/[ab]?"), 1..20),
+        ) {
+            let mut s = ConfigState::new();
+            let listener = HttpListenerConfig {
+                address: SocketAddr::from(([127, 0, 0, 1], 8080)).into(),
+                ..Default::default()
+            };
+            s.dispatch(&R::AddHttpListener(Box::new(listener)).into()).unwrap();
+            for c in ["c0", "c1", "c2"] {
+                s.dispatch(&R::AddCluster(Box::new(Cluster { cluster_id: c.into(), ..Default::default() })).into())
+                    .unwrap();
+            }
+            for (host, path, cluster) in &rules {
+                let cluster = ["c0", "c1", "c2"][*cluster];
+                // a rule already there (the same name in another case) is refused
+                let _ = s.dispatch(&front(host, PathRuleKind::Prefix, path, None, Some(cluster)).into());
+            }
+            let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+            for (host, path) in &hosts {
+                proptest::prop_assert_eq!(
+                    s.http_route(addr, host, path, "GET", |_, _| false),
+                    scan(&s, addr, host, path),
+                    "host {:?} path {:?}", host, path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_match_in_any_case_and_one_name_in_two_cases_is_one_frontend() {
+        let mut s = state();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+        s.dispatch(&front("MiXed.Example.ORG", PathRuleKind::Prefix, "/", None, Some("api")).into()).unwrap();
+        assert_eq!(s.http_route(addr, "mixed.example.org", "/", "GET", |_, _| false), Some(Route::Cluster("api")));
+        assert_eq!(s.http_route(addr, "MIXED.example.org", "/", "GET", |_, _| false), Some(Route::Cluster("api")));
+        let again = front("mixed.example.org", PathRuleKind::Prefix, "/", None, Some("exact"));
+        assert!(s.dispatch(&again.into()).is_err(), "the same name in another case");
     }
 
     #[test]

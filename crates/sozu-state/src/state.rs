@@ -62,7 +62,8 @@ pub fn frontend_key(f: &RequestHttpFrontend) -> String {
     let mut key = String::with_capacity(48 + f.hostname.len() + f.path.value.len() + method);
     push_address(&mut key, &f.address);
     key.push(';');
-    key.push_str(&f.hostname);
+    // host names compare without case: the key is what routing looks up
+    key.extend(f.hostname.chars().map(|c| c.to_ascii_lowercase()));
     key.push(';');
     key.push(kind);
     key.push_str(&f.path.value);
@@ -75,7 +76,7 @@ pub fn frontend_key(f: &RequestHttpFrontend) -> String {
 
 /// `SocketAddress`'s `Display`, written without the formatting machinery for IPv4 (a
 /// key is made for every frontend applied: a tenth of a state load's time went there).
-fn push_address(key: &mut String, a: &SocketAddress) {
+pub(crate) fn push_address(key: &mut String, a: &SocketAddress) {
     match SocketAddr::try_from(a) {
         Ok(SocketAddr::V4(v4)) => {
             for (i, octet) in v4.ip().octets().into_iter().enumerate() {
