@@ -27,9 +27,9 @@ struct Health {
 #[derive(Debug)]
 pub(crate) struct Balancer {
     cursors: HashMap<String, usize>,
-    /// Open connections per (cluster, backend).
-    active: HashMap<(String, String), usize>,
-    health: HashMap<(String, String), Health>,
+    /// Open connections per cluster and backend.
+    active: PerBackend<usize>,
+    health: PerBackend<Health>,
     rng: u64,
     /// Events for the master, drained by the worker loop.
     pub events: Vec<Event>,
@@ -43,8 +43,21 @@ impl Default for Balancer {
     }
 }
 
-fn key(cluster: &str, backend: &str) -> (String, String) {
-    (cluster.to_string(), backend.to_string())
+/// A value per cluster and backend, read by `&str` without allocating (routing reads
+/// it for every request).
+type PerBackend<T> = HashMap<String, HashMap<String, T>>;
+
+fn get<'a, T>(map: &'a PerBackend<T>, cluster: &str, backend: &str) -> Option<&'a T> {
+    map.get(cluster)?.get(backend)
+}
+
+fn get_mut<'a, T>(map: &'a mut PerBackend<T>, cluster: &str, backend: &str) -> Option<&'a mut T> {
+    map.get_mut(cluster)?.get_mut(backend)
+}
+
+/// The value of `backend`, made (default) if it has none.
+fn slot<'a, T: Default>(map: &'a mut PerBackend<T>, cluster: &str, backend: &str) -> &'a mut T {
+    map.entry(cluster.to_string()).or_default().entry(backend.to_string()).or_default()
 }
 
 impl Balancer {
@@ -71,7 +84,7 @@ impl Balancer {
     }
 
     fn load(&self, cluster: &str, backend: &str) -> usize {
-        self.active.get(&key(cluster, backend)).copied().unwrap_or(0)
+        get(&self.active, cluster, backend).copied().unwrap_or(0)
     }
 
     /// Orders `group` (backends of one cluster) by `algorithm`, best first.
@@ -79,9 +92,13 @@ impl Balancer {
         if group.len() < 2 {
             return;
         }
-        let cursor = self.cursors.entry(cluster.to_string()).or_default();
-        let turn = *cursor;
-        *cursor = cursor.wrapping_add(1);
+        let turn = match self.cursors.get_mut(cluster) {
+            Some(cursor) => std::mem::replace(cursor, cursor.wrapping_add(1)),
+            None => {
+                self.cursors.insert(cluster.to_string(), 1);
+                0
+            }
+        };
         match LoadBalancingAlgorithms::try_from(algorithm).unwrap_or(LoadBalancingAlgorithms::RoundRobin) {
             LoadBalancingAlgorithms::Random => {
                 for i in (1..group.len()).rev() {
@@ -123,17 +140,17 @@ impl Balancer {
     pub fn order(&mut self, state: &ConfigState, cluster: &str, now: Instant) -> Vec<(String, SocketAddr)> {
         let algorithm = state.cluster(cluster).map_or(0, |c| c.load_balancing);
         let all = state.backend_addresses_with_backup(cluster);
-        let is_down = |h: &HashMap<(String, String), Health>, b: &str| h.get(&key(cluster, b)).is_some_and(|h| h.down);
+        let is_down = |h: &PerBackend<Health>, b: &str| get(h, cluster, b).is_some_and(|h| h.down);
         let mut main: Vec<(String, SocketAddr)> = Vec::new();
         let mut backups = Vec::new();
         let mut probes = Vec::new();
         for (backend, addr, backup) in &all {
             if is_down(&self.health, backend) {
-                let due = self.health.get(&key(cluster, backend)).and_then(|h| h.probe_at).is_none_or(|t| t <= now);
+                let due = get(&self.health, cluster, backend).and_then(|h| h.probe_at).is_none_or(|t| t <= now);
                 if due {
                     probes.push((backend.clone(), *addr));
                     // one probe per period
-                    if let Some(h) = self.health.get_mut(&key(cluster, backend)) {
+                    if let Some(h) = get_mut(&mut self.health, cluster, backend) {
                         h.probe_at = Some(now + PROBE_AFTER);
                     }
                 }
@@ -156,19 +173,23 @@ impl Balancer {
 
     /// A connection to `backend` opened.
     pub fn opened(&mut self, cluster: &str, backend: &str) {
-        *self.active.entry(key(cluster, backend)).or_default() += 1;
+        match get_mut(&mut self.active, cluster, backend) {
+            Some(n) => *n += 1,
+            None => *slot(&mut self.active, cluster, backend) += 1,
+        }
     }
 
     /// A connection to `backend` closed (or failed).
     pub fn closed(&mut self, cluster: &str, backend: &str) {
-        if let Some(n) = self.active.get_mut(&key(cluster, backend)) {
+        if let Some(n) = get_mut(&mut self.active, cluster, backend) {
             *n = n.saturating_sub(1);
         }
     }
 
     /// A connect to `backend` succeeded.
     pub fn connected(&mut self, cluster: &str, backend: &str, address: SocketAddr) {
-        let h = self.health.entry(key(cluster, backend)).or_default();
+        // nothing recorded: nothing to reset (the common case, without allocating)
+        let Some(h) = get_mut(&mut self.health, cluster, backend) else { return };
         h.failures = 0;
         h.probe_at = None;
         if std::mem::take(&mut h.down) {
@@ -178,7 +199,7 @@ impl Balancer {
 
     /// A connect to `backend` failed (refused or timed out).
     pub fn failed(&mut self, cluster: &str, backend: &str, address: SocketAddr, now: Instant) {
-        let h = self.health.entry(key(cluster, backend)).or_default();
+        let h = slot(&mut self.health, cluster, backend);
         h.failures += 1;
         if h.down {
             h.probe_at = Some(now + PROBE_AFTER);
@@ -192,7 +213,7 @@ impl Balancer {
     /// Whether `backend` is marked down.
     #[cfg(test)]
     pub fn is_down(&self, cluster: &str, backend: &str) -> bool {
-        self.health.get(&key(cluster, backend)).is_some_and(|h| h.down)
+        get(&self.health, cluster, backend).is_some_and(|h| h.down)
     }
 }
 

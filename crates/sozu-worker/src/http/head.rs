@@ -197,11 +197,32 @@ fn ip_text(addr: SocketAddr) -> String {
     }
 }
 
+/// What a connection adds to each request it forwards, formatted once per connection
+/// (its client and listener do not change).
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarding {
+    /// The client's address as `X-Forwarded-For` lists it.
+    client: String,
+    /// `x-forwarded-proto`, `-port`, and the `Forwarded` element of this hop.
+    proto_port: String,
+    this_hop: String,
+}
+
+impl Forwarding {
+    pub fn new(client: SocketAddr, listener: SocketAddr) -> Self {
+        Forwarding {
+            client: client.ip().to_string(),
+            proto_port: format!("\r\nx-forwarded-proto: http\r\nx-forwarded-port: {}\r\n", listener.port()),
+            this_hop: format!("for={};proto=http;by={}\r\n", ip_text(client), ip_text(listener)),
+        }
+    }
+}
+
 impl RequestHead {
     /// The head as sent to a backend: HTTP/1.1, hop-by-hop fields (and those named by
     /// `Connection`) dropped, `X-Forwarded-For` and `Forwarded` extended with the
     /// client, `X-Forwarded-Proto`/`-Port` and the request id header set.
-    pub fn write_to_backend(&self, out: &mut Vec<u8>, client: SocketAddr, listener: SocketAddr, request_id: &str) {
+    pub fn write_to_backend(&self, out: &mut Vec<u8>, forwarding: &Forwarding, request_id: &str) {
         let named = tokens(&self.headers, "connection");
         let _ = write!(Wrap(out), "{} {} HTTP/1.1\r\n", self.method, self.target);
         let mut forwarded_for: Option<Vec<u8>> = None;
@@ -231,23 +252,22 @@ impl RequestHead {
                 }
             }
         }
-        let ip = client.ip().to_string();
-        let mut xff = forwarded_for.map(|mut v| {
-            v.extend_from_slice(b", ");
-            v
-        });
-        let xff = xff.get_or_insert_with(Vec::new);
-        xff.extend_from_slice(ip.as_bytes());
         out.extend_from_slice(b"x-forwarded-for: ");
-        out.extend_from_slice(xff);
-        let _ = write!(Wrap(out), "\r\nx-forwarded-proto: http\r\nx-forwarded-port: {}\r\n", listener.port());
+        if let Some(previous) = forwarded_for {
+            out.extend_from_slice(&previous);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(forwarding.client.as_bytes());
+        out.extend_from_slice(forwarding.proto_port.as_bytes());
         out.extend_from_slice(b"forwarded: ");
         if let Some(previous) = forwarded {
             out.extend_from_slice(&previous);
             out.extend_from_slice(b", ");
         }
-        let _ = write!(Wrap(out), "for={};proto=http;by={}\r\n", ip_text(client), ip_text(listener));
-        let _ = write!(Wrap(out), "sozu-id: {request_id}\r\n");
+        out.extend_from_slice(forwarding.this_hop.as_bytes());
+        out.extend_from_slice(b"sozu-id: ");
+        out.extend_from_slice(request_id.as_bytes());
+        out.extend_from_slice(b"\r\n");
         if self.upgrade {
             out.extend_from_slice(b"connection: upgrade\r\n");
         }
@@ -392,7 +412,7 @@ mod tests {
         let mut out = Vec::new();
         let client: SocketAddr = "192.0.2.7:5555".parse().unwrap();
         let listener: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        h.write_to_backend(&mut out, client, listener, "01ABC");
+        h.write_to_backend(&mut out, &Forwarding::new(client, listener), "01ABC");
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("GET /x HTTP/1.1\r\n"), "{text}");
         for gone in ["keep-alive", "x-secret", "forged", "https", "connection"] {
@@ -417,7 +437,8 @@ mod tests {
         let h = done("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
         assert!(h.upgrade);
         let mut out = Vec::new();
-        h.write_to_backend(&mut out, "[::1]:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap(), "id");
+        let forwarding = Forwarding::new("[::1]:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap());
+        h.write_to_backend(&mut out, &forwarding, "id");
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("upgrade: websocket\r\n") && text.contains("connection: upgrade\r\n"), "{text}");
         assert!(text.contains("for=\"[::1]\""), "{text}");

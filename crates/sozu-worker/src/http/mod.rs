@@ -34,7 +34,7 @@ pub(crate) fn fuzz_one(data: &[u8]) {
     if let head::Parsed::Done(h) = head::parse_request(data) {
         assert!(h.len <= data.len());
         let mut out = Vec::new();
-        h.write_to_backend(&mut out, addr, addr, "id");
+        h.write_to_backend(&mut out, &head::Forwarding::new(addr, addr), "id");
         let mut body = framing::BodyTracker::new(h.framing);
         let rest = &data[h.len..];
         if let Ok(n) = body.feed(rest) {
@@ -311,7 +311,10 @@ impl HttpProxy {
                             if candidates.is_empty() {
                                 session::Routed::Answer(503, answers)
                             } else {
-                                self.clusters.entry(cluster.to_string()).or_default().requests += 1;
+                                match self.clusters.get_mut(cluster) {
+                                    Some(counters) => counters.requests += 1,
+                                    None => self.clusters.entry(cluster.to_string()).or_default().requests += 1,
+                                }
                                 self.next_request += 1;
                                 session::Routed::Backends {
                                     cluster: cluster.to_string(),

@@ -118,8 +118,9 @@ pub(super) struct Session {
     /// announced (a short read then does not mean drained).
     front_ready: bool,
     front_hup: bool,
-    pub client: SocketAddr,
     pub listener: SocketAddr,
+    /// What each forwarded request gets added, formatted once.
+    forwarding: super::head::Forwarding,
     timeouts: Timeouts,
     /// Custom answer bodies: the listener's, and the current request's cluster's.
     listener_answers: Option<Custom>,
@@ -163,8 +164,8 @@ impl Session {
             front,
             front_ready: true,
             front_hup: false,
-            client,
             listener,
+            forwarding: super::head::Forwarding::new(client, listener),
             timeouts,
             inbuf: Vec::new(),
             out: Vec::new(),
@@ -451,7 +452,7 @@ impl Session {
             self.drop_back(ctx.registry);
         }
         let mut out = Vec::with_capacity(head.len + 256);
-        head.write_to_backend(&mut out, self.client, self.listener, &request_id);
+        head.write_to_backend(&mut out, &self.forwarding, &request_id);
         let replay = (reuse.is_some() && head.framing == super::framing::Framing::None).then(|| out.clone());
         if let Some(index) = reuse {
             if let Some(b) = self.back.as_mut() {
