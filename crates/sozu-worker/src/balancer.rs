@@ -210,6 +210,30 @@ impl Balancer {
         }
     }
 
+    /// Drops what it keeps about clusters and backends `state` no longer has, except the
+    /// count of a backend's connections still open: under a churn of backends these
+    /// maps would otherwise only grow.
+    pub fn forget_missing(&mut self, state: &ConfigState) {
+        let has = |cluster: &str, backend: &str| state.backend_addresses(cluster).iter().any(|(id, _)| id == backend);
+        self.cursors.retain(|cluster, _| state.cluster(cluster).is_some());
+        self.health.retain(|cluster, backends| {
+            backends.retain(|backend, _| has(cluster, backend));
+            !backends.is_empty()
+        });
+        self.active.retain(|cluster, backends| {
+            backends.retain(|backend, open| *open > 0 || has(cluster, backend));
+            !backends.is_empty()
+        });
+    }
+
+    /// Entries kept (cursors, health, open counts), for tests.
+    #[cfg(test)]
+    pub fn kept(&self) -> usize {
+        self.cursors.len()
+            + self.health.values().map(HashMap::len).sum::<usize>()
+            + self.active.values().map(HashMap::len).sum::<usize>()
+    }
+
     /// Whether `backend` is marked down.
     #[cfg(test)]
     pub fn is_down(&self, cluster: &str, backend: &str) -> bool {
@@ -249,6 +273,39 @@ mod tests {
             s.dispatch(&R::AddBackend(b).into()).unwrap();
         }
         s
+    }
+
+    #[test]
+    fn removed_backends_and_clusters_are_forgotten_but_open_connections_still_counted() {
+        let mut s = state(LoadBalancingAlgorithms::RoundRobin, &[("a", false), ("b", false), ("c", false)]);
+        let mut b = Balancer::with_seed(1);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9000));
+        b.order(&s, "c", Instant::now());
+        for backend in ["a", "b", "c"] {
+            b.opened("c", backend);
+            b.failed("c", backend, addr, Instant::now());
+        }
+        b.closed("c", "a");
+        b.closed("c", "b");
+        assert_eq!(b.kept(), 1 + 3 + 3);
+        b.forget_missing(&s);
+        assert_eq!(b.kept(), 7, "everything is still in the state");
+        let remove = |id: &str| sozu_proto::RemoveBackend {
+            cluster_id: "c".into(),
+            backend_id: id.into(),
+            address: SocketAddr::from(([127, 0, 0, 1], 9000 + (id.as_bytes()[0] - b'a') as u16)).into(),
+        };
+        for id in ["a", "c"] {
+            s.dispatch(&R::RemoveBackend(remove(id)).into()).unwrap();
+        }
+        b.forget_missing(&s);
+        // cursor c; health b; open counts: b (0, still in the state), c (1 open)
+        assert_eq!(b.kept(), 1 + 1 + 2);
+        assert_eq!(b.load("c", "c"), 1, "a removed backend's open connection is still counted");
+        s.dispatch(&R::RemoveCluster("c".into()).into()).unwrap();
+        b.closed("c", "c");
+        b.forget_missing(&s);
+        assert_eq!(b.kept(), 0);
     }
 
     fn firsts(b: &mut Balancer, s: &ConfigState, n: usize) -> HashMap<String, usize> {

@@ -99,6 +99,9 @@ impl Worker {
                         if matches!(verb, R::RemoveListener(_)) {
                             self.close_unused_listeners();
                         }
+                        if matches!(verb, R::RemoveBackend(_) | R::RemoveCluster(_)) && self.staged.is_none() {
+                            self.forget_missing_backends();
+                        }
                         (ok(None), Outcome::Continue)
                     }
                     Err(e) => {
@@ -137,6 +140,12 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Drops the load-balancing and health records of backends the state no longer has.
+    fn forget_missing_backends(&mut self) {
+        self.proxy.balancer.forget_missing(&self.state);
+        self.http.balancer.forget_missing(&self.state);
     }
 
     /// Closes the sockets of listeners neither the state nor a staged load has (after a
@@ -197,6 +206,7 @@ impl Worker {
                 if let Some(staged) = self.staged.take() {
                     self.state = staged;
                 }
+                self.forget_missing_backends();
                 info!(self.log, "worker {}: staged load committed", self.id);
                 WorkerResponse::ok(id, None)
             }
