@@ -29,7 +29,7 @@ pub enum Outcome {
 impl Worker {
     /// Applies one request and builds its answer.
     pub fn handle(&mut self, mut request: WorkerRequest) -> (WorkerResponse, Outcome) {
-        if let Some(R::StagedRecords(_)) = &request.content.request_type
+        if matches!(request.content.request_type, Some(R::StagedRecords(_)))
             && let Some(R::StagedRecords(records)) = request.content.request_type.take()
         {
             return (self.stage_records(request.id, records.records), Outcome::Continue);
