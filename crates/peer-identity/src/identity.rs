@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use ulid::Ulid;
 
 use crate::cred::{PeerCred, peer_cred};
-use crate::proc::peer_comm_of;
+use crate::proc::peer_comm;
 use crate::sanitize::one_line;
 use crate::users::{PendingUser, UserLookup, UserResolver};
 
@@ -62,7 +62,7 @@ pub struct PeerIdentity {
     pub session: Ulid,
     /// Kernel-reported credentials.
     pub cred: PeerCred,
-    /// Command name from /proc, PID-reuse guarded.
+    /// Command name from `/proc/<pid>/stat`, read once at accept (see [`peer_comm`](crate::peer_comm)).
     pub comm: Option<String>,
     /// Account name: `None` while the lookup is pending.
     pub user: Option<UserLookup>,
@@ -82,7 +82,7 @@ impl PeerIdentity {
         users: &UserResolver,
     ) -> (Self, Option<PendingUser>) {
         let cred = peer_cred(stream);
-        let comm = cred.pid.and_then(|pid| peer_comm_of(stream, pid));
+        let comm = cred.pid.and_then(peer_comm);
         let (user, pending) = match cred.uid {
             None => (Some(UserLookup::Unknown), None),
             Some(uid) => match users.lookup(uid, Instant::now()) {

@@ -9,5 +9,5 @@ mod users;
 
 pub use cred::{PeerCred, peer_cred, try_peer_cred};
 pub use identity::{PeerIdentity, Role};
-pub use proc::{parse_comm, parse_start_time, parse_stat_comm, peer_comm, peer_comm_in, peer_comm_of};
+pub use proc::{parse_comm, parse_start_time, parse_stat_comm, peer_comm, peer_comm_in};
 pub use users::{PendingUser, SystemUsers, UserLookup, UserResolver, UserResolverConfig, UserTable};

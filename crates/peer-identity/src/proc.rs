@@ -1,15 +1,12 @@
-//! The peer's command name from `/proc`, guarded against PID reuse.
+//! The peer's command name from `/proc`.
 //!
 //! A pid names a process only while it lives: once the peer exits, the pid may be
 //! given to another process, and `/proc/<pid>` would then describe the wrong program.
 //! The name is read from `/proc/<pid>/stat` (its second field, the same `comm` as
-//! `/proc/<pid>/comm`), in one read, so the name and the process it belongs to come
-//! from the same moment. For a socket peer, [`peer_comm_of`] then asks the kernel
-//! whether the process that connected still runs (its `SO_PEERPIDFD`, Linux 6.5 and
-//! later): if it does, its pid cannot have been reused, so the name is its own; if it
-//! exited, the name is not trusted.
+//! `/proc/<pid>/comm`) in one read, so the name and the start time that identify the
+//! process come from the same moment: no window between two reads in which the pid
+//! could change hands. A pid reused before that read cannot be seen from the pid alone.
 
-use std::os::fd::AsFd;
 use std::path::Path;
 
 /// Parses the start time (clock ticks since boot, field 22) out of the text of
@@ -38,9 +35,8 @@ pub fn parse_comm(comm: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// The command name of process `pid`, or `None` if it is gone or unreadable. A pid
-/// alone cannot tell whether it was reused since the caller learnt it: for the peer of
-/// a socket, use [`peer_comm_of`].
+/// The command name of process `pid`, or `None` if it is gone or unreadable (see the
+/// module's note on pid reuse).
 pub fn peer_comm(pid: i32) -> Option<String> {
     peer_comm_in(Path::new("/proc"), pid)
 }
@@ -55,45 +51,6 @@ pub fn peer_comm_in(proc_root: &Path, pid: i32) -> Option<String> {
     let stat = String::from_utf8_lossy(&stat);
     parse_start_time(&stat)?;
     parse_stat_comm(&stat)
-}
-
-/// The command name of the process that connected `stream` (its pid `pid`, from
-/// [`peer_cred`](crate::peer_cred)), or `None` if it is gone, unreadable, or exited
-/// before the name was read (its pid may then name another process).
-///
-/// Linux 6.5 and later: the kernel's handle on the connecting process
-/// (`SO_PEERPIDFD`) says whether it still runs after the name is read. Older kernels
-/// and other systems: [`peer_comm`], which cannot see a pid reused before the read.
-pub fn peer_comm_of(stream: &impl AsFd, pid: i32) -> Option<String> {
-    imp::peer_comm_of(stream, pid)
-}
-
-#[cfg(target_os = "linux")]
-mod imp {
-    use std::os::fd::AsFd;
-
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    use nix::sys::socket::{getsockopt, sockopt::PeerPidfd};
-
-    pub fn peer_comm_of(stream: &impl AsFd, pid: i32) -> Option<String> {
-        let Ok(pidfd) = getsockopt(stream, PeerPidfd) else { return super::peer_comm(pid) };
-        let comm = super::peer_comm(pid)?;
-        // a pidfd is readable once its process exited
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::ZERO) {
-            Ok(0) => Some(comm),
-            _ => None,
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod imp {
-    use std::os::fd::AsFd;
-
-    pub fn peer_comm_of(_stream: &impl AsFd, pid: i32) -> Option<String> {
-        super::peer_comm(pid)
-    }
 }
 
 /// Reads a small procfs file whole, in one `read` when it fits in 1 KiB (procfs reports

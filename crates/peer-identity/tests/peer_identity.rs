@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use peer_identity::{
-    PeerIdentity, SystemUsers, UserLookup, UserResolver, UserResolverConfig, UserTable, peer_comm, peer_comm_of,
-};
+use peer_identity::{PeerIdentity, SystemUsers, UserLookup, UserResolver, UserResolverConfig, UserTable, peer_comm};
 
 const CHILD_ENV: &str = "PEER_IDENTITY_TEST_CONNECT";
 
@@ -115,35 +113,6 @@ fn a_peer_that_exits_before_comm_is_read_gives_none() {
     assert_eq!(who.comm, None);
     assert_eq!(peer_comm(pid), None);
     assert!(who.to_string().contains("comm=unknown"));
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn a_live_peer_is_named_and_one_that_exited_is_not_even_while_its_pid_still_names_it() {
-    let dir = temp_dir("zombie");
-    let path = dir.join("s.sock");
-    let listener = UnixListener::bind(&path).unwrap();
-    // live: this process
-    let _client = UnixStream::connect(&path).unwrap();
-    let (stream, _) = listener.accept().unwrap();
-    let own = std::fs::read_to_string("/proc/self/comm").unwrap();
-    assert_eq!(peer_comm_of(&stream, std::process::id() as i32).as_deref(), Some(own.trim_end()));
-    // exited, not reaped: a zombie keeps its pid, and /proc still names it
-    let mut child = spawn_child(&path, true, false);
-    let (stream, _) = listener.accept().unwrap();
-    let pid = child.id() as i32;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(") Z ") {
-        assert!(Instant::now() < deadline, "the child did not exit");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(peer_comm(pid).is_some(), "the zombie's pid still names it");
-    if nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerPidfd).is_ok() {
-        assert_eq!(peer_comm_of(&stream, pid), None, "a peer that exited is not named");
-    } else {
-        eprintln!("SKIPPED: no SO_PEERPIDFD on this kernel (before 6.5)");
-    }
-    assert!(child.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
