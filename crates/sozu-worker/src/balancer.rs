@@ -214,14 +214,18 @@ impl Balancer {
     /// count of a backend's connections still open: under a churn of backends these
     /// maps would otherwise only grow.
     pub fn forget_missing(&mut self, state: &ConfigState) {
-        let has = |cluster: &str, backend: &str| state.backend_addresses(cluster).iter().any(|(id, _)| id == backend);
+        // the backend ids of each cluster, read from the state once per cluster
+        let ids =
+            |cluster: &str| -> Vec<String> { state.backend_addresses(cluster).into_iter().map(|(id, _)| id).collect() };
         self.cursors.retain(|cluster, _| state.cluster(cluster).is_some());
         self.health.retain(|cluster, backends| {
-            backends.retain(|backend, _| has(cluster, backend));
+            let known = ids(cluster);
+            backends.retain(|backend, _| known.contains(backend));
             !backends.is_empty()
         });
         self.active.retain(|cluster, backends| {
-            backends.retain(|backend, open| *open > 0 || has(cluster, backend));
+            let known = ids(cluster);
+            backends.retain(|backend, open| *open > 0 || known.contains(backend));
             !backends.is_empty()
         });
     }

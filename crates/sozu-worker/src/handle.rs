@@ -89,11 +89,7 @@ impl Worker {
                 (answer, Outcome::Continue)
             }
             _ => {
-                match verb {
-                    R::AddHttpListener(l) => self.adopt_listener(ListenerKind::Http, &l.address),
-                    R::AddTcpListener(l) => self.adopt_listener(ListenerKind::Tcp, &l.address),
-                    _ => {}
-                }
+                self.adopt_added_listener(verb);
                 match self.staged.as_mut().unwrap_or(&mut self.state).dispatch(&request.content) {
                     Ok(_) => {
                         if matches!(verb, R::RemoveListener(_)) {
@@ -110,6 +106,15 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// Before a listener is added: its socket (see [`adopt_listener`](Self::adopt_listener)).
+    fn adopt_added_listener(&mut self, verb: &R) {
+        match verb {
+            R::AddHttpListener(l) => self.adopt_listener(ListenerKind::Http, &l.address),
+            R::AddTcpListener(l) => self.adopt_listener(ListenerKind::Tcp, &l.address),
+            _ => {}
         }
     }
 
@@ -169,11 +174,9 @@ impl Worker {
         let mut removed_listener = false;
         let mut outcome = Ok(());
         for (index, record) in records.into_iter().enumerate() {
-            match &record.request_type {
-                Some(R::AddHttpListener(l)) => self.adopt_listener(ListenerKind::Http, &l.address),
-                Some(R::AddTcpListener(l)) => self.adopt_listener(ListenerKind::Tcp, &l.address),
-                Some(R::RemoveListener(_)) => removed_listener = true,
-                _ => {}
+            if let Some(verb) = &record.request_type {
+                self.adopt_added_listener(verb);
+                removed_listener |= matches!(verb, R::RemoveListener(_));
             }
             let name = sozu_proto::request_name(&record);
             let Some(staged) = self.staged.as_mut() else { break };
