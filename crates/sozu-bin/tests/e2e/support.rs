@@ -221,6 +221,22 @@ pub(crate) fn count_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
+/// Each open fd of `pid` with what it points at, sorted: what a failed fd count prints.
+pub(crate) fn list_fds(pid: u32) -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let to = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
+                    format!("{} -> {to}", e.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
 /// `count_fds` once it stopped changing (the master closed the CLI calls' connections).
 pub(crate) fn stable_fds(pid: u32) -> usize {
     let mut last = count_fds(pid);
