@@ -2,9 +2,12 @@
 
 use std::io::{self, Read, Write};
 use std::marker::PhantomData;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use prost::Message;
 
 use crate::ChannelError;
@@ -30,7 +33,9 @@ impl<Tx: Message, Rx: Message + Default> BlockingChannel<Tx, Rx> {
 
     /// Connects to the Unix socket at `path`.
     pub fn connect(path: impl AsRef<std::path::Path>, read: Limits, write: Limits) -> io::Result<Self> {
-        Self::new(UnixStream::connect(path)?, read, write)
+        // a new std stream is blocking already
+        let stream = UnixStream::connect(path)?;
+        Ok(Self { stream, decoder: Decoder::new(read), encoder: Encoder::new(write), _tx: PhantomData })
     }
 
     /// Sends `message` and waits until it is written.
@@ -55,16 +60,25 @@ impl<Tx: Message, Rx: Message + Default> BlockingChannel<Tx, Rx> {
                 return Ok(message);
             }
             let wait = match deadline {
-                None => None,
+                None => PollTimeout::NONE,
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(ChannelError::TimedOut);
                     }
-                    Some(left)
+                    // whole milliseconds, rounded up: never a busy loop on a short rest
+                    PollTimeout::try_from(left.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
                 }
             };
-            self.stream.set_read_timeout(wait)?;
+            // poll(2) for readability, not a blocking read: a sleeping read(2) is woken
+            // each time the peer reads what we sent (the socket's writers and readers
+            // share one wait queue); poll is woken only by what it asked for
+            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, wait) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(io::Error::from(e).into()),
+            }
             let space = self.decoder.space();
             match self.stream.read(space) {
                 Ok(0) => {

@@ -3,6 +3,8 @@
 use std::io::{self, Read, Write};
 use std::marker::PhantomData;
 
+use mio::event::Source;
+use mio::{Interest, Registry, Token};
 use prost::Message;
 
 use crate::ChannelError;
@@ -10,10 +12,12 @@ use crate::codec::{Decoder, Encoder, Limits};
 
 /// A typed, framed, non-blocking channel: sends `Tx`, receives `Rx`.
 ///
-/// The owner registers [`stream_mut`](Self::stream_mut) with its `Poll` (edge
-/// triggered, readable and writable) and, on events, calls
-/// [`handle_readable`](Self::handle_readable) then [`poll_message`](Self::poll_message)
-/// until it returns `Ok(None)`, and [`flush`](Self::flush) when writable.
+/// The owner registers the stream with its `Poll` through [`register`](Self::register)
+/// (edge triggered) and, on events, calls [`handle_readable`](Self::handle_readable)
+/// then [`poll_message`](Self::poll_message) until it returns `Ok(None)`, and
+/// [`flush`](Self::flush) when writable. After writing, it calls
+/// [`sync_interest`](Self::sync_interest), which asks for writable events only while
+/// bytes wait: a peer reading what we sent then does not wake us for nothing.
 #[derive(Debug)]
 pub struct Channel<Tx, Rx, S = mio::net::UnixStream> {
     stream: S,
@@ -21,17 +25,63 @@ pub struct Channel<Tx, Rx, S = mio::net::UnixStream> {
     encoder: Encoder,
     /// The stream may have bytes we have not read (edge-triggered readiness).
     readable: bool,
+    /// The token and whether writable events are asked for, once registered.
+    registration: Option<(Token, bool)>,
     _tx: PhantomData<fn(Tx)>,
+}
+
+fn interest(writable: bool) -> Interest {
+    if writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE }
+}
+
+impl<Tx, Rx, S: Source> Channel<Tx, Rx, S> {
+    /// Registers the stream with `registry` under `token`: readable events always,
+    /// writable events only while [`wants_write`](Self::wants_write) (see
+    /// [`sync_interest`](Self::sync_interest)).
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let writable = !self.encoder.is_empty();
+        registry.register(&mut self.stream, token, interest(writable))?;
+        self.registration = Some((token, writable));
+        Ok(())
+    }
+
+    /// Asks for writable events if bytes wait to be written, and stops asking once
+    /// they are gone: one `epoll_ctl` when that changes, nothing otherwise. Call it
+    /// after sending or flushing, before waiting for events again; without it a
+    /// write that would block is never retried. Does nothing before
+    /// [`register`](Self::register).
+    pub fn sync_interest(&mut self, registry: &Registry) -> io::Result<()> {
+        let Some((token, writable)) = self.registration else { return Ok(()) };
+        let wants = !self.encoder.is_empty();
+        if wants != writable {
+            registry.reregister(&mut self.stream, token, interest(wants))?;
+            self.registration = Some((token, wants));
+        }
+        Ok(())
+    }
+
+    /// Removes the stream from `registry`.
+    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.registration = None;
+        registry.deregister(&mut self.stream)
+    }
 }
 
 impl<Tx: Message, Rx: Message + Default, S: Read + Write> Channel<Tx, Rx, S> {
     /// Wraps a non-blocking stream; `read` and `write` bound each direction's buffer.
     pub fn new(stream: S, read: Limits, write: Limits) -> Self {
-        Self { stream, decoder: Decoder::new(read), encoder: Encoder::new(write), readable: true, _tx: PhantomData }
+        Self {
+            stream,
+            decoder: Decoder::new(read),
+            encoder: Encoder::new(write),
+            readable: true,
+            registration: None,
+            _tx: PhantomData,
+        }
     }
 
     pub(crate) fn from_parts(stream: S, decoder: Decoder<Rx>, encoder: Encoder) -> Self {
-        Self { stream, decoder, encoder, readable: true, _tx: PhantomData }
+        Self { stream, decoder, encoder, readable: true, registration: None, _tx: PhantomData }
     }
 
     /// The stream, to register with a `Poll`.

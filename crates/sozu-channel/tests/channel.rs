@@ -85,6 +85,47 @@ fn partial_writes_under_would_block_complete_on_writable() {
     assert_eq!(server.capacities().1, 1024, "write buffer shrank back");
 }
 
+/// With `register` + `sync_interest`, writable events come only while bytes wait: a
+/// peer reading a small answer wakes nobody, a large one is still written in full.
+#[test]
+fn writable_events_are_asked_for_only_while_bytes_wait() {
+    let limits = Limits::new(1024, 8 << 20);
+    let (mut server, client) = pair(limits);
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    server.register(poll.registry(), Token(7)).unwrap();
+    let mut client: Client = BlockingChannel::new(client, limits, limits).unwrap();
+    // a small answer goes out at once; the peer reading it gives us no event at all
+    server.send(&Response::ok("small", None)).unwrap();
+    server.sync_interest(poll.registry()).unwrap();
+    assert_eq!(client.recv(Some(Duration::from_secs(5))).unwrap().message, "small");
+    poll.poll(&mut events, Some(Duration::from_millis(200))).unwrap();
+    assert!(events.is_empty(), "woken for nothing: {events:?}");
+    // a large one blocks: writable is asked for, and the peer reading brings it
+    let big = Response::ok("y".repeat(3 << 20), None);
+    server.send(&big).unwrap();
+    assert!(server.wants_write());
+    server.sync_interest(poll.registry()).unwrap();
+    let reader = std::thread::spawn(move || client.recv(Some(Duration::from_secs(10))).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.wants_write() {
+        assert!(Instant::now() < deadline, "the large answer stalled");
+        poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+        for e in events.iter() {
+            assert_eq!(e.token(), Token(7));
+            if e.is_writable() {
+                server.flush().unwrap();
+            }
+        }
+        server.sync_interest(poll.registry()).unwrap();
+    }
+    assert_eq!(reader.join().unwrap(), big);
+    // and, everything written, writable is no longer asked for: the peer is gone and
+    // nothing but its hang-up arrives
+    poll.poll(&mut events, Some(Duration::from_millis(500))).unwrap();
+    assert!(events.iter().all(|e| !e.is_writable() || e.is_read_closed()), "{events:?}");
+}
+
 #[test]
 fn peer_closing_mid_frame_is_truncated_and_clean_close_is_closed() {
     let (mut server, mut client) = pair(Limits::new(64, 1024));

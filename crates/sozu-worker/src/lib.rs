@@ -44,7 +44,7 @@ use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 use slog::{Logger, error, info, warn};
 use sozu_channel::{BlockingChannel, Channel, ChannelError, FrameError, Limits};
 use sozu_proto::{ServerConfig, WorkerRequest, WorkerResponse};
@@ -230,7 +230,9 @@ impl Worker {
 
     fn event_loop(&mut self, mut channel: Channel<WorkerResponse, WorkerRequest>) -> io::Result<()> {
         let mut poll = Poll::new()?;
-        poll.registry().register(channel.stream_mut(), Token(0), Interest::READABLE | Interest::WRITABLE)?;
+        // writable events only while an answer waits: the master reading our answers
+        // does not wake us for nothing
+        channel.register(poll.registry(), Token(0))?;
         let mut events = Events::with_capacity(256);
         let mut stopping = false;
         // a SoftStop waits for the proxied connections to end before it is answered
@@ -331,6 +333,7 @@ impl Worker {
                 info!(self.log, "worker {}: master went away, exiting", self.id);
                 return Ok(());
             }
+            channel.sync_interest(poll.registry())?;
             if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue; // SIGSTOP/SIGCONT, other signals

@@ -148,10 +148,27 @@ pub(crate) fn event_json(seq: u64, source: &str, event: &sozu_proto::Event) -> V
 }
 
 impl Conn {
-    pub fn stream_mut(&mut self) -> &mut UnixStream {
+    /// Registers with `registry`: a protobuf client asks for writable events only
+    /// while an answer waits (see `Channel::sync_interest`); a dashboard client always.
+    pub fn register(&mut self, registry: &mio::Registry, token: mio::Token) -> std::io::Result<()> {
         match self {
-            Conn::Proto(c) => c.stream_mut(),
-            Conn::Json(j) => &mut j.stream,
+            Conn::Proto(c) => c.register(registry, token),
+            Conn::Json(j) => registry.register(&mut j.stream, token, mio::Interest::READABLE | mio::Interest::WRITABLE),
+        }
+    }
+
+    /// After writing: writable events asked for exactly while bytes wait.
+    pub fn sync_interest(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        match self {
+            Conn::Proto(c) => c.sync_interest(registry),
+            Conn::Json(_) => Ok(()),
+        }
+    }
+
+    pub fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        match self {
+            Conn::Proto(c) => c.deregister(registry),
+            Conn::Json(j) => registry.deregister(&mut j.stream),
         }
     }
 

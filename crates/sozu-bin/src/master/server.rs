@@ -221,6 +221,7 @@ impl Master {
     pub fn run(&mut self) -> bool {
         let mut events = Events::with_capacity(256);
         loop {
+            self.sync_interests();
             let timeout = self.next_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != std::io::ErrorKind::Interrupted
@@ -263,6 +264,23 @@ impl Master {
             {
                 self.shutdown_cleanup();
                 return clean;
+            }
+        }
+    }
+
+    /// Before waiting: writable events asked for exactly where bytes wait to be
+    /// written (`Channel::sync_interest`), so that a worker or a CLI reading what the
+    /// master sent does not wake the master for nothing.
+    fn sync_interests(&mut self) {
+        let registry = self.poll.registry();
+        for (id, w) in &mut self.workers {
+            if let Err(e) = w.channel.sync_interest(registry) {
+                error!(self.log, "worker {id}: cannot update its channel's registration: {e}");
+            }
+        }
+        for client in self.clients.values_mut() {
+            if let Err(e) = client.conn.sync_interest(registry) {
+                warn!(self.log, "client {}: cannot update its registration: {e}", client.client_id);
             }
         }
     }
@@ -338,21 +356,14 @@ impl Master {
         }
     }
 
-    pub(super) fn register_client(&mut self, mut stream: UnixStream, dashboard: bool) -> Option<Token> {
+    pub(super) fn register_client(&mut self, stream: UnixStream, dashboard: bool) -> Option<Token> {
         let socket = match (&self.config.dashboard_socket, dashboard) {
             (Some(path), true) => path.clone(),
             _ => self.config.command_socket.clone(),
         };
         let (identity, pending_user) = PeerIdentity::capture(&stream, &socket, &self.users);
         let token = self.token();
-        if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
-            warn!(self.log, "cannot register client: {e}; connection dropped");
-            return None;
-        }
-        let client_id = self.next_client_id;
-        self.next_client_id += 1;
-        info!(self.log, "client {client_id} connected: {identity}");
-        let conn = if dashboard {
+        let mut conn = if dashboard {
             Conn::Json(Box::new(JsonConn::new(
                 stream,
                 self.config.dashboard_max_frame_bytes,
@@ -362,6 +373,13 @@ impl Master {
             let limits = Limits::new(4096, self.config.max_command_buffer_size);
             Conn::Proto(Channel::new(stream, limits, limits))
         };
+        if let Err(e) = conn.register(self.poll.registry(), token) {
+            warn!(self.log, "cannot register client: {e}; connection dropped");
+            return None;
+        }
+        let client_id = self.next_client_id;
+        self.next_client_id += 1;
+        info!(self.log, "client {client_id} connected: {identity}");
         self.clients.insert(
             token,
             Client {
@@ -441,7 +459,7 @@ impl Master {
 
     pub(super) fn drop_client(&mut self, token: Token) {
         if let Some(mut client) = self.clients.remove(&token) {
-            let _ = self.poll.registry().deregister(client.conn.stream_mut());
+            let _ = client.conn.deregister(self.poll.registry());
             for task in self.tasks.values_mut() {
                 if task.client == Some(token) {
                     task.client = None;

@@ -317,7 +317,6 @@ impl Master {
     /// children: same pid), id counters, and the client that asked, which gets the OK.
     fn adopt(&mut self, data: &UpgradeData, rolled_back: Option<&str>) -> anyhow::Result<()> {
         use anyhow::Context;
-        use mio::Interest;
         use sozu_proto::{EncodedWorkerRequest, RunState, WorkerResponse};
         use std::os::unix::net::UnixStream as StdUnixStream;
         self.next_worker_id = data.next_worker_id;
@@ -349,7 +348,7 @@ impl Master {
                 }
             };
             let token = self.token();
-            self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
+            channel.register(self.poll.registry(), token)?;
             self.worker_tokens.insert(token, w.id);
             self.workers.insert(
                 w.id,

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mio::{Interest, Token};
+use mio::Token;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use slog::{error, info, warn};
 use sozu_channel::{BlockingChannel, Channel, ChannelError, FrameError};
@@ -135,7 +135,7 @@ impl Master {
         scm.set_write_timeout(Some(SCM_SEND_TIMEOUT))?;
         let mut channel = boot.into_nonblocking::<EncodedWorkerRequest, WorkerResponse>()?;
         let token = self.token();
-        self.poll.registry().register(channel.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)?;
+        channel.register(self.poll.registry(), token)?;
         self.worker_tokens.insert(token, id);
         self.workers.insert(
             id,
@@ -247,7 +247,7 @@ impl Master {
         }
         let Some(mut w) = self.workers.remove(&id) else { return };
         self.worker_tokens.remove(&w.token);
-        let _ = self.poll.registry().deregister(w.channel.stream_mut());
+        let _ = w.channel.deregister(self.poll.registry());
         let expected = w.run_state != RunState::Running || self.upgrading.contains(&id);
         if expected {
             // its channel closed: it is exiting; reaped when it has (SIGCHLD), killed if it
