@@ -47,16 +47,18 @@ pub fn peer_comm_in(proc_root: &Path, pid: i32) -> Option<String> {
     if pid <= 0 {
         return None;
     }
-    let stat = read_small(&proc_root.join(pid.to_string()).join("stat"))?;
+    let stat = read_line(&proc_root.join(pid.to_string()).join("stat"))?;
     let stat = String::from_utf8_lossy(&stat);
     parse_start_time(&stat)?;
     parse_stat_comm(&stat)
 }
 
-/// Reads a small procfs file whole, in one `read` when it fits in 1 KiB (procfs reports
-/// a size of 0, which makes `fs::read` probe with reads of 32, 64, 128… bytes: this runs
-/// at every accept of the supervisor that snapshots its peers).
-fn read_small(path: &Path) -> Option<Vec<u8>> {
+/// Reads a one-line procfs file, in one `read` when it fits in 1 KiB: procfs hands a
+/// whole line to a read with room for it, so a read ending in a newline is the end
+/// and no second `read` is spent to see the end of file. (procfs reports a size of 0,
+/// which makes `fs::read` probe with reads of 32, 64, 128… bytes: this runs at every
+/// accept of the supervisor that snapshots its peers.)
+fn read_line(path: &Path) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).ok()?;
     let mut buf = vec![0u8; 1024];
@@ -67,7 +69,12 @@ fn read_small(path: &Path) -> Option<Vec<u8>> {
         }
         match file.read(&mut buf[len..]) {
             Ok(0) => break,
-            Ok(n) => len += n,
+            Ok(n) => {
+                len += n;
+                if buf[len - 1] == b'\n' {
+                    break;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }
@@ -147,14 +154,18 @@ mod tests {
     }
 
     #[test]
-    fn small_reads_read_whole_files_of_any_size() {
-        let own = read_small(Path::new("/proc/self/comm")).unwrap();
-        assert_eq!(own, std::fs::read("/proc/self/comm").unwrap());
-        let path = std::env::temp_dir().join(format!("peer-identity-read-small-{}", std::process::id()));
-        let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &big).unwrap();
-        assert_eq!(read_small(&path).unwrap(), big, "past the first 1 KiB");
+    fn line_reads_read_whole_lines_of_any_size() {
+        let own = read_line(Path::new("/proc/self/stat")).unwrap();
+        assert!(own.ends_with(b"\n") && own.starts_with(std::process::id().to_string().as_bytes()));
+        let path = std::env::temp_dir().join(format!("peer-identity-read-line-{}", std::process::id()));
+        let mut long = vec![b'a'; 5000];
+        long.push(b'\n');
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(read_line(&path).unwrap(), long, "past the first 1 KiB");
+        let unterminated: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        std::fs::write(&path, &unterminated).unwrap();
+        assert_eq!(read_line(&path).unwrap(), unterminated, "no newline: up to the end of the file");
         std::fs::remove_file(&path).unwrap();
-        assert!(read_small(Path::new("/proc/0/nope")).is_none());
+        assert!(read_line(Path::new("/proc/0/nope")).is_none());
     }
 }

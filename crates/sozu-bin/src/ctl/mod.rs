@@ -25,7 +25,7 @@ impl Client {
     /// Connects to the command socket named by `config`.
     pub fn connect(config: &Config, timeout_ms: Option<u64>) -> anyhow::Result<Client> {
         // start small (a CLI call is usually a few hundred bytes), grow to the maximum
-        let limits = Limits::new(16 * 1024, config.max_command_buffer_size);
+        let limits = Limits::new(4096, config.max_command_buffer_size);
         let path = &config.command_socket;
         let channel = BlockingChannel::connect(path, limits, limits).map_err(|e| {
             if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) {
