@@ -271,17 +271,29 @@ impl Master {
     /// Before waiting: writable events asked for exactly where bytes wait to be
     /// written (`Channel::sync_interest`), so that a worker or a CLI reading what the
     /// master sent does not wake the master for nothing.
+    /// A channel that cannot be re-registered would never be written again: its
+    /// worker is treated as dead (and relaunched), its client dropped.
     fn sync_interests(&mut self) {
         let registry = self.poll.registry();
-        for (id, w) in &mut self.workers {
+        let mut dead_workers = Vec::new();
+        for (&id, w) in &mut self.workers {
             if let Err(e) = w.channel.sync_interest(registry) {
                 error!(self.log, "worker {id}: cannot update its channel's registration: {e}");
+                dead_workers.push(id);
             }
         }
-        for client in self.clients.values_mut() {
+        let mut dead_clients = Vec::new();
+        for (&token, client) in &mut self.clients {
             if let Err(e) = client.conn.sync_interest(registry) {
-                warn!(self.log, "client {}: cannot update its registration: {e}", client.client_id);
+                warn!(self.log, "client {}: cannot update its registration: {e}; dropped", client.client_id);
+                dead_clients.push(token);
             }
+        }
+        for id in dead_workers {
+            self.worker_died(id, "its channel cannot be registered");
+        }
+        for token in dead_clients {
+            self.drop_client(token);
         }
     }
 

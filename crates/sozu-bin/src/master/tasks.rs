@@ -118,23 +118,26 @@ impl Master {
             })
             .map(|(id, _)| *id)
             .collect();
-        for worker_id in ids {
-            task.asked.push(worker_id);
-            if batch.is_empty() {
-                continue;
-            }
-            task.outstanding.insert(worker_id, batch.len());
-            if let Some(w) = self.workers.get_mut(&worker_id) {
-                w.outbox.push_back(Cursor::new(task_id, Arc::clone(&batch), 0));
-            }
-            self.pump_worker(worker_id);
+        task.asked.clone_from(&ids);
+        if !batch.is_empty() {
+            task.outstanding.extend(ids.iter().map(|&id| (id, batch.len())));
         }
+        // the task is whole and known before any worker is written to: a worker found
+        // dead by that write (its answers routed, its share failed) or a request
+        // refused at once must find the task, and the client busy with it
         if let Some(c) = client.and_then(|token| self.clients.get_mut(&token)) {
             c.busy = Some(task_id);
         }
-        let empty = task.outstanding.is_empty();
         self.tasks.insert(task_id, task);
-        if empty {
+        if !batch.is_empty() {
+            for worker_id in ids {
+                if let Some(w) = self.workers.get_mut(&worker_id) {
+                    w.outbox.push_back(Cursor::new(task_id, Arc::clone(&batch), 0));
+                }
+                self.pump_worker(worker_id);
+            }
+        }
+        if self.tasks.get(&task_id).is_some_and(|t| t.outstanding.is_empty()) {
             self.finish_task(task_id, false);
         }
         task_id

@@ -24,6 +24,38 @@ fn a_stopped_worker_is_reported_not_answering_within_worker_timeout() {
     assert!(err.contains("timed out"), "{err}");
 }
 
+/// A request that reaches a worker whose death the master has not seen yet (its write
+/// fails at once): the task still ends, at once, with that worker's share failed.
+/// The master is stopped while the request arrives and then the worker dies, so that
+/// it sees the two in that order.
+#[test]
+fn a_request_to_a_worker_found_dead_by_the_write_is_answered_at_once() {
+    let m = Master::start("deadwrite", "");
+    let pids = m.worker_pids();
+    let master = nix::unistd::Pid::from_raw(m.pid() as i32);
+    let mut raw = m.raw();
+    nix::sys::signal::kill(master, nix::sys::signal::SIGSTOP).unwrap();
+    raw.send(&R::Status(Status {}).into());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::SIGKILL).unwrap();
+    // its socket is closed once it is a zombie (its parent, stopped, cannot reap it)
+    let end = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{}/stat", pids[0])).unwrap_or_default().contains(") Z ") {
+        assert!(Instant::now() < end, "worker {} did not die", pids[0]);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(master, nix::sys::signal::SIGCONT).unwrap();
+    let start = Instant::now();
+    let answer = raw.terminal();
+    assert!(start.elapsed() < Duration::from_secs(3), "answered after {:?}", start.elapsed());
+    assert_ne!(answer.status, ResponseStatus::Processing as i32);
+    // and the master goes on: the slot is relaunched, status answers
+    let end = Instant::now() + Duration::from_secs(10);
+    while m.worker_pids().len() != 2 || m.worker_pids().contains(&pids[0]) {
+        assert!(Instant::now() < end, "worker not relaunched");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_killed_worker_is_replaced_with_the_full_state_and_reaped() {
     let m = Master::start("kill", "");
