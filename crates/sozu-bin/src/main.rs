@@ -45,6 +45,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Names this process for `top`, `pgrep` and /proc/<pid>/comm. A worker and a re-executed
+/// master run the binary through an fd (/proc/self/fd/N), which the kernel would name
+/// after the fd's number. Best effort: a failure leaves the kernel's name.
+fn process_name(name: &std::ffi::CStr) {
+    let _ = nix::sys::prctl::set_name(name);
+}
+
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Start { strict } => {
@@ -56,10 +63,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Upgraded { data_fd, rollback, rolled_back } => {
+            process_name(c"sozu");
             let clean = master::upgraded(*data_fd, rollback.as_deref(), rolled_back.clone())?;
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Command::Worker { id, fd, scm, configuration_state_fd, command_buffer_size, max_command_buffer_size } => {
+            process_name(c"sozu-worker");
             let (log, level) = logging::build("info", "stdout", false, &format!("WRK-{id:02}"))?;
             let set_level: sozu_worker::SetLevel = Box::new(move |filter| level.set(filter).map(drop));
             let args = sozu_worker::WorkerArgs {

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io::{Seek, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -112,6 +113,8 @@ impl Master {
         }
         let exe = format!("/proc/self/fd/{}", self.exe.as_raw_fd());
         let child = Command::new(&exe)
+            // what `ps` shows: the path we exec is only an fd number
+            .arg0("sozu")
             .arg("worker")
             .args(["--id", &id.to_string()])
             .args(["--fd", &worker_end.as_raw_fd().to_string()])

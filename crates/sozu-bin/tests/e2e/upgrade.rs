@@ -65,6 +65,14 @@ fn main_upgrades_under_traffic_keep_the_pid_workers_sockets_and_state_and_lose_n
         assert!(socket_inodes(*w as u32).contains(&inode), "worker {w} holds the listener {inode}");
     }
     assert_eq!(children_of(pid).len(), 2, "no process left behind");
+    // what `ps` and `top` show, although both run the binary through an fd
+    let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap();
+    let argv = |p: u32| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap();
+    assert_eq!(comm(pid), "sozu\n", "the re-executed master");
+    for w in &workers {
+        assert_eq!(comm(*w as u32), "sozu-worker\n");
+        assert!(argv(*w as u32).starts_with("sozu\0worker\0--id\0"), "{:?}", argv(*w as u32));
+    }
     // after the upgrade: supervision works (a killed worker is reaped and relaunched)
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(workers[0]), nix::sys::signal::SIGKILL).unwrap();
     let end = Instant::now() + Duration::from_secs(15);
