@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Names this process for `top`, `pgrep` and /proc/<pid>/comm. A worker and a re-executed
+/// Names this process for `top`, `pgrep` and `/proc/<pid>/comm`. A worker and a re-executed
 /// master run the binary through an fd (/proc/self/fd/N), which the kernel would name
 /// after the fd's number. Best effort: a failure leaves the kernel's name.
 fn process_name(name: &std::ffi::CStr) {

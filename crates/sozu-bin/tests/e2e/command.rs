@@ -252,6 +252,7 @@ fn the_cli_names_the_socket_when_no_master_runs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("none.sock") && stderr.contains("is sozu running?"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

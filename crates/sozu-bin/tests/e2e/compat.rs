@@ -273,8 +273,11 @@ fn our_cli_drives_a_sozu_2_1_master_and_state_files_cross_both_ways() {
     // ours saves; a new Sōzu 2.1 master loads it
     let ours_file = m.dir.join("saved-by-ours.state");
     m.ok(&["state", "save", "-f", ours_file.to_str().unwrap()]);
-    drop(m);
+    let saved = std::fs::read(&ours_file).unwrap();
+    drop(m); // frees the listener the file names (and removes its directory)
     let theirs = Theirs::start(&sozu21, "compat-load-ours", free_port());
+    let ours_file = theirs.dir.join("saved-by-ours.state");
+    std::fs::write(&ours_file, saved).unwrap();
     run_ok(&sozu21, &theirs.config, &["state", "load", "-f", ours_file.to_str().unwrap()]);
     let listed = run_ok(&sozu21, &theirs.config, &["cluster", "list"]);
     assert!(listed.contains("crossed") && listed.contains("web"), "{listed}");
