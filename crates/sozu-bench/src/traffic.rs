@@ -345,6 +345,21 @@ pub fn run(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Option<Section> {
             ratio: after / before,
             target: "—".into(),
         });
+        // what those idle connections cost a busy worker (its timers walk the sessions)
+        let mut loaded = (0.0f64, f64::MAX);
+        for _ in 0..rounds {
+            let (rps, p99) = wrk(&wrk_bin, http, seconds);
+            loaded = (loaded.0.max(rps), loaded.1.min(p99));
+        }
+        rows.push(Row {
+            name: format!(
+                "HTTP keep-alive through our HTTP listener with those {served} idle connections open vs without"
+            ),
+            ours: fmt(loaded),
+            baseline: fmt(ours_http),
+            ratio: loaded.0 / ours_http.0,
+            target: "—".into(),
+        });
     }
     // routing among many frontends: 10,000 more names on the same HTTP listener (after
     // the memory row, whose idle worker holds two clusters)

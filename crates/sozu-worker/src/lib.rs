@@ -31,6 +31,7 @@
 
 mod balancer;
 mod counters;
+mod deadlines;
 mod handle;
 mod http;
 mod listening;

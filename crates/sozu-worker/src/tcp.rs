@@ -104,6 +104,8 @@ pub(crate) struct TcpProxy {
     backends: BTreeMap<(String, String), Counters>,
     /// Listeners whose last accept failed (out of fds, say): tried again at the next tick.
     accept_retry: Vec<Token>,
+    /// When the sessions are next walked for expired deadlines.
+    scan: crate::deadlines::Scan,
 }
 
 impl std::fmt::Debug for TcpProxy {
@@ -344,10 +346,15 @@ impl TcpProxy {
     }
 
     /// Connects past `connect_timeout` go to the next backend; connections with no
-    /// byte either way for `front_timeout` are closed. Returns when to look again.
+    /// byte either way for `front_timeout` are closed (the sessions are walked at most
+    /// once per `deadlines::Scan::EVERY`). Returns when to look again.
     pub(crate) fn tick(&mut self, registry: &Registry, state: &ConfigState, now: Instant) -> Option<Duration> {
         for token in std::mem::take(&mut self.accept_retry) {
             self.accept(registry, state, token);
+        }
+        let retry = (!self.accept_retry.is_empty()).then_some(Duration::from_millis(50));
+        if !self.scan.due(now) {
+            return [retry, self.scan.pending(now)].into_iter().flatten().min();
         }
         let ids: Vec<usize> = self.sessions.keys().copied().collect();
         for id in ids {
@@ -365,13 +372,13 @@ impl TcpProxy {
                 self.balancer.closed(&s.cluster, &s.backend);
             }
         }
-        let retry = (!self.accept_retry.is_empty()).then_some(Duration::from_millis(50));
-        let next = self
-            .sessions
-            .values()
-            .map(|s| if s.connected { s.idle_deadline() } else { s.connect_started + s.connect_timeout })
-            .min()
-            .map(|t| t.saturating_duration_since(now).max(Duration::from_millis(10)));
+        let next = self.scan.walked(
+            now,
+            self.sessions
+                .values()
+                .map(|s| if s.connected { s.idle_deadline() } else { s.connect_started + s.connect_timeout })
+                .min(),
+        );
         [retry, next].into_iter().flatten().min()
     }
 

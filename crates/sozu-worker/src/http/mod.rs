@@ -118,6 +118,8 @@ pub(crate) struct HttpProxy {
     /// Listeners whose last accept failed (out of fds, say): tried again at the next tick,
     /// since an edge-triggered listener signals nothing more for what is already queued.
     accept_retry: Vec<Token>,
+    /// When the sessions are next walked for expired deadlines.
+    scan: crate::deadlines::Scan,
 }
 
 impl std::fmt::Debug for HttpProxy {
@@ -194,12 +196,17 @@ impl HttpProxy {
         false
     }
 
-    /// Closes what timed out; returns when to look again (`None`: no session).
+    /// Closes what timed out (the sessions are walked at most once per
+    /// `deadlines::Scan::EVERY`); returns when to look again (`None`: no session).
     pub(crate) fn tick(&mut self, registry: &Registry, state: &ConfigState, now: Instant) -> Option<Duration> {
         for token in std::mem::take(&mut self.accept_retry) {
             self.accept(registry, state, token);
         }
         self.wake_waiting(registry, state);
+        let retry = (!self.accept_retry.is_empty()).then_some(Duration::from_millis(50));
+        if !self.scan.due(now) {
+            return [retry, self.scan.pending(now)].into_iter().flatten().min();
+        }
         let expired: Vec<usize> =
             self.sessions.iter().filter(|(_, s)| s.deadline().is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
         for id in expired {
@@ -208,9 +215,7 @@ impl HttpProxy {
             }
             self.pump(registry, state, id);
         }
-        let retry = (!self.accept_retry.is_empty()).then_some(Duration::from_millis(50));
-        let next = self.sessions.values().filter_map(Session::deadline).min();
-        let next = next.map(|n| n.saturating_duration_since(now).max(Duration::from_millis(10)));
+        let next = self.scan.walked(now, self.sessions.values().filter_map(Session::deadline).min());
         [retry, next].into_iter().flatten().min()
     }
 
