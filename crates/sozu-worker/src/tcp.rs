@@ -346,8 +346,9 @@ impl TcpProxy {
     }
 
     /// Connects past `connect_timeout` go to the next backend; connections with no
-    /// byte either way for `front_timeout` are closed (the sessions are walked at most
-    /// once per `deadlines::Scan::EVERY`). Returns when to look again.
+    /// byte either way for `front_timeout` are closed (the sessions are walked when the
+    /// earliest deadline known comes, otherwise at most once per `deadlines::Scan::EVERY`).
+    /// Returns when to look again.
     pub(crate) fn tick(&mut self, registry: &Registry, state: &ConfigState, now: Instant) -> Option<Duration> {
         for token in std::mem::take(&mut self.accept_retry) {
             self.accept(registry, state, token);

@@ -196,8 +196,9 @@ impl HttpProxy {
         false
     }
 
-    /// Closes what timed out (the sessions are walked at most once per
-    /// `deadlines::Scan::EVERY`); returns when to look again (`None`: no session).
+    /// Closes what timed out (the sessions are walked when the earliest deadline known
+    /// comes, otherwise at most once per `deadlines::Scan::EVERY`); returns when to look
+    /// again (`None`: no session).
     pub(crate) fn tick(&mut self, registry: &Registry, state: &ConfigState, now: Instant) -> Option<Duration> {
         for token in std::mem::take(&mut self.accept_retry) {
             self.accept(registry, state, token);
