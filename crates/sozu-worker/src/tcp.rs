@@ -75,6 +75,11 @@ impl Session {
     fn idle_deadline(&self) -> Instant {
         (self.last_front + self.front_timeout).min(self.last_back + self.back_timeout)
     }
+
+    /// The session's next deadline: its connect's while connecting, its idleness's after.
+    fn deadline(&self) -> Instant {
+        if self.connected { self.idle_deadline() } else { self.connect_started + self.connect_timeout }
+    }
 }
 
 impl Drop for Session {
@@ -359,27 +364,19 @@ impl TcpProxy {
         }
         let ids: Vec<usize> = self.sessions.keys().copied().collect();
         for id in ids {
-            let Some(s) = self.sessions.get(&id) else { continue };
-            if !s.connected && now >= s.connect_started + s.connect_timeout {
-                if let Some(s) = self.sessions.remove(&id) {
-                    self.retry(registry, id, s);
-                }
-            } else if s.connected
-                && now >= s.idle_deadline()
-                && let Some(mut s) = self.sessions.remove(&id)
-            {
+            if self.sessions.get(&id).is_none_or(|s| now < s.deadline()) {
+                continue;
+            }
+            let Some(mut s) = self.sessions.remove(&id) else { continue };
+            if s.connected {
                 let _ = registry.deregister(&mut s.front);
                 let _ = registry.deregister(&mut s.back);
                 self.balancer.closed(&s.cluster, &s.backend);
+            } else {
+                self.retry(registry, id, s);
             }
         }
-        let next = self.scan.walked(
-            now,
-            self.sessions
-                .values()
-                .map(|s| if s.connected { s.idle_deadline() } else { s.connect_started + s.connect_timeout })
-                .min(),
-        );
+        let next = self.scan.walked(now, self.sessions.values().map(Session::deadline).min());
         [retry, next].into_iter().flatten().min()
     }
 
