@@ -294,6 +294,7 @@ fn cli_rows(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Vec<Row> {
         ratio: status.as_secs_f64() / version.as_secs_f64(),
         target: "≤ 1.2 (Sōzu 2.1: 1.46)".into(),
     }];
+    rows.push(big_file_row(sozu, &config, runs, "`sozu status`", ""));
     drop(m);
     if let Some(binary) = sozu21 {
         let s = Sozu21::start(binary, "cli");
@@ -307,8 +308,36 @@ fn cli_rows(sozu: &Path, sozu21: Option<&Path>, quick: bool) -> Vec<Row> {
             ratio: status.as_secs_f64() / version.as_secs_f64(),
             target: "—".into(),
         });
+        rows.push(big_file_row(binary, &config, runs, "Sōzu 2.1's `sozu status`", " (for comparison)"));
     }
     rows
+}
+
+/// `status` with `config` plus 10,000 clusters (an operator's whole file) against
+/// `status` with `config` alone, interleaved.
+fn big_file_row(binary: &Path, config: &Path, runs: u32, what: &str, note: &str) -> Row {
+    let big = config.with_file_name("big.toml");
+    let mut text = std::fs::read_to_string(config).unwrap();
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "\n[clusters.c{i}]\nprotocol = \"http\"\nfrontends = [{{ address = \"127.0.0.1:8080\", hostname = \"c{i}.example.com\" }}]\n\
+             backends = [{{ address = \"127.0.0.1:9001\" }}, {{ address = \"127.0.0.1:9002\" }}]\n"
+        ));
+    }
+    std::fs::write(&big, text).unwrap();
+    let (mut small, mut large) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..runs / 10 {
+        small += mean_run(binary, config, &["status"], 10);
+        large += mean_run(binary, &big, &["status"], 10);
+    }
+    let rounds = f64::from(runs / 10);
+    Row {
+        name: format!("{what} with 10,000 clusters in its configuration file, mean of {runs}{note}"),
+        ours: format!("{:.2} ms", large.as_secs_f64() * 1e3 / rounds),
+        baseline: format!("{:.2} ms (the same file without the clusters)", small.as_secs_f64() * 1e3 / rounds),
+        ratio: large.as_secs_f64() / small.as_secs_f64(),
+        target: "—".into(),
+    }
 }
 
 fn fanout_rows(sozu: &Path, quick: bool) -> Vec<Row> {

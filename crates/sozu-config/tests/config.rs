@@ -133,3 +133,39 @@ fn answer_files_are_read_relative_to_the_config_and_a_missing_one_names_its_key(
     assert!(e.contains("listeners[0].answer_404") && e.contains("nope.html"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_client_reads_only_the_top_level_keys_it_needs() {
+    let dir = std::env::temp_dir().join(format!("sozu-config-client-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let load = |text: &str| {
+        std::fs::write(dir.join("config.toml"), text).unwrap();
+        Config::load_client(&dir.join("config.toml"))
+    };
+    // what follows the first table header is not parsed: invalid TOML there is no error
+    let c = load("command_socket = \"s.sock\"\nctl_command_timeout = 250\n  [clusters.a]\nprotocol = = \"http\"\n")
+        .unwrap();
+    assert_eq!(c.command_socket, dir.join("s.sock"));
+    assert_eq!(c.ctl_command_timeout, Duration::from_millis(250));
+    // a line of a multi-line array or string that starts with `[` is not a header: the
+    // whole file is read, and the keys after that value are found
+    for text in [
+        "worker_count = 2\nx = [\n  [1, 2],\n]\ncommand_socket = \"t.sock\"\n[clusters.a]\nprotocol = \"http\"\n",
+        "w = \"\"\"\n[not a header\n\"\"\"\ncommand_socket = \"t.sock\"\n",
+    ] {
+        assert_eq!(load(text).unwrap().command_socket, dir.join("t.sock"), "{text}");
+    }
+    // invalid TOML before the first header is an error, named as such
+    let e = load("command_socket = \n[clusters.a]\n").unwrap_err();
+    assert!(e.message.contains("invalid TOML"), "{e}");
+    // and so is the cut inside a value that the whole file does not close either
+    let e = load("command_socket = \"s.sock\"\nx = [\n[1]\n").unwrap_err();
+    assert!(e.message.contains("invalid TOML"), "{e}");
+    // the shipped default config reads the same either way
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/default.toml");
+    let (client, full) = (Config::load_client(&shipped).unwrap(), Config::load(&shipped).unwrap());
+    assert_eq!(client.command_socket, full.command_socket);
+    assert_eq!(client.ctl_command_timeout, full.ctl_command_timeout);
+    assert_eq!(client.max_command_buffer_size, full.max_command_buffer_size);
+    let _ = std::fs::remove_dir_all(&dir);
+}
