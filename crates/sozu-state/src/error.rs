@@ -48,6 +48,13 @@ pub enum StateError {
     InvalidAddress(String),
     /// The request has no verb (unknown tag or empty).
     EmptyRequest,
+    /// A name holds a control or formatting character ([`forbidden_in_name`](crate::forbidden_in_name)).
+    ControlCharacter {
+        /// Which field (`cluster_id`, `backend_id`, `hostname`, `path`, `method`, `sticky_id`, `tag`).
+        field: &'static str,
+        /// The value as given.
+        value: String,
+    },
     /// The verb is not a state change (a master verb such as SaveState or UpgradeMain).
     NotAStateVerb(&'static str),
 }
@@ -73,9 +80,26 @@ impl fmt::Display for StateError {
             Self::InvalidCertificate(e) => write!(f, "invalid certificate: {e}"),
             Self::InvalidAddress(e) => write!(f, "invalid address: {e}"),
             Self::EmptyRequest => f.write_str("empty request: no verb, or a verb this version does not know"),
+            Self::ControlCharacter { field, value } => {
+                write!(f, "{field} {} holds a control or formatting character", escaped(value))
+            }
             Self::NotAStateVerb(v) => write!(f, "{v} does not change the configuration state"),
         }
     }
 }
 
 impl std::error::Error for StateError {}
+
+/// `value` quoted, with every forbidden character written as `\u{…}`.
+fn escaped(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        if crate::forbidden_in_name(c) || c == '"' || c == '\\' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}

@@ -2,7 +2,9 @@
 //! certificates, keyed as Sōzu keys them.
 //!
 //! - [`ConfigState::dispatch`] applies one mutating verb or returns a precise
-//!   [`StateError`], and changes nothing on error.
+//!   [`StateError`], and changes nothing on error. Names (cluster and backend ids,
+//!   hostnames, paths, methods, sticky ids, tags) holding a control or formatting
+//!   character ([`forbidden_in_name`]) are refused.
 //! - [`ConfigState::generate_requests`] rebuilds the state as requests, in Sōzu's order
 //!   and with no hash-map order anywhere; [`ConfigState::diff`] gives the requests that
 //!   turn one state into another.
@@ -27,6 +29,7 @@ mod cert;
 mod error;
 mod file;
 mod hash;
+mod ids;
 mod loader;
 mod query;
 mod requests;
@@ -39,6 +42,7 @@ pub use file::{
     LoadError, Loaded, load, load_each, load_file, load_file_each, resolve_path, save, save_atomic, save_records,
     save_state,
 };
+pub use ids::forbidden_in_name;
 pub use loader::Loader;
 pub use route::Route;
 pub use state::{Applied, ConfigState, frontend_key};

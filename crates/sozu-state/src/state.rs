@@ -250,6 +250,9 @@ impl ConfigState {
     /// state instead of copying it (loading a state of 10k clusters at boot).
     pub fn dispatch_owned(&mut self, request: Request) -> Result<Applied, StateError> {
         use RequestType as R;
+        if let Some(verb) = &request.request_type {
+            crate::ids::check(verb)?;
+        }
         match request.request_type {
             Some(R::AddCluster(c)) => {
                 if c.cluster_id.is_empty() {
@@ -292,6 +295,7 @@ impl ConfigState {
     pub fn dispatch(&mut self, request: &Request) -> Result<Applied, StateError> {
         use RequestType as R;
         let Some(verb) = &request.request_type else { return Err(StateError::EmptyRequest) };
+        crate::ids::check(verb)?;
         match verb {
             R::AddHttpListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
                 s.http_listeners.insert(a, (**l).clone());

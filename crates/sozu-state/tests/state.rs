@@ -134,6 +134,15 @@ fn dispatch_errors_are_precise_and_change_nothing() {
         (R::AddBackend(backend("nope", "b1", 9000)).into(), |e| matches!(e, StateError::UnknownCluster(_))),
         (R::RemoveCluster("nope".into()).into(), |e| matches!(e, StateError::UnknownCluster(_))),
         (R::AddCluster(Box::new(cluster(""))).into(), |e| matches!(e, StateError::EmptyClusterId)),
+        (R::AddCluster(Box::new(cluster("evil\n[x] AUDIT"))).into(), |e| {
+            matches!(e, StateError::ControlCharacter { field: "cluster_id", .. })
+        }),
+        (R::AddHttpFrontend(Box::new(frontend("api", "b.example\u{1b}[2J", 8080))).into(), |e| {
+            matches!(e, StateError::ControlCharacter { field: "hostname", .. })
+        }),
+        (R::AddBackend(backend("api", "b\u{0}2", 9001)).into(), |e| {
+            matches!(e, StateError::ControlCharacter { field: "backend_id", .. })
+        }),
         (R::RemoveListener(RemoveListener { address: sa(1), proxy: ListenerType::Http as i32 }).into(), |e| {
             matches!(e, StateError::UnknownListener(_))
         }),
@@ -286,6 +295,13 @@ fn malformed_files_name_the_record_and_apply_nothing() {
     let unknown = b"{\"id\":\"SAVE-0\",\"content\":{\"request_type\":{\"ADD_UNICORN\":{}}}}\n\0";
     let err = load(&base, &unknown[..], 1 << 20).unwrap_err();
     assert!(err.reason.contains("unknown variant"), "{err}");
+    // a record naming a cluster with a control character (written by Sōzu 2.x, which
+    // takes any id): the file is refused whole, the record named
+    let mut control = good.clone();
+    save_records(&mut control, &[R::AddCluster(Box::new(cluster("c\u{7}"))).into()]).unwrap();
+    let err = load(&base, &control[..], 1 << 20).unwrap_err();
+    assert_eq!(err.index, 2);
+    assert!(err.reason.contains("cluster_id \"c\\u{7}\" holds a control"), "{err}");
     // a file with a header cut exactly at a record boundary
     let with_header =
         bytes_of(&[R::AddCluster(Box::new(cluster("a"))).into(), R::AddCluster(Box::new(cluster("b"))).into()]);

@@ -32,6 +32,7 @@ impl Master {
             return;
         }
         let Some(verb) = &request.request_type else {
+            warn!(self.log, "client {}: empty request, or a verb this version does not know", client.client_id);
             self.reply(token, Response::failure("empty request: no verb, or a verb this version does not know"));
             return;
         };
@@ -240,6 +241,14 @@ impl Master {
                 self.unbind(kind, addr);
             }
             let reason = e.to_string();
+            if let Some(client) = self.clients.get(&token) {
+                warn!(
+                    self.log,
+                    "client {}: {} refused: {reason}",
+                    client.client_id,
+                    sozu_proto::request_name(&request)
+                );
+            }
             let _ = self.write_attempt(
                 Some(token),
                 ulid,

@@ -197,8 +197,17 @@ fn an_unlisted_uid_is_refused_and_audited_and_hostile_ids_are_sanitized() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("unauthorized: actor UID 65534 not in command_allowed_uids"), "{stderr}");
-    // root is allowed; an id with control bytes and column smuggling is recorded safely
-    m.ok(&["cluster", "add", "-i", "evil\n[x] AUDIT, result=ok"]);
+    // root is allowed, but an id with control bytes is refused with a clear error and
+    // changes nothing; the audit records the refused attempt without being forged by it
+    let err = m.fails(&["cluster", "add", "-i", "evil\n[x] AUDIT, result=ok"]);
+    assert!(
+        err.starts_with("Request failed: ")
+            && err.contains("cluster_id \"evil\\u{a}[x] AUDIT, result=ok\" holds a control or formatting character"),
+        "{err}"
+    );
+    assert!(!m.ok(&["cluster", "list"]).contains("evil"));
+    let log = m.log();
+    assert!(log.contains("AddCluster refused: cluster_id \"evil\\u{a}[x] AUDIT, result=ok\""), "{log}");
     let text = std::fs::read_to_string(m.dir.join("audit.log")).unwrap();
     assert!(text.contains("verb=request_refused") && text.contains("actor_uid=65534"), "{text}");
     assert!(!text.contains("cluster:intruder\n") || text.contains("error_code=unauthorized"));
