@@ -149,6 +149,7 @@ impl Master {
                     self.mutate(token, request);
                 }
                 Err(e) => {
+                    warn!(self.log, "client {}: Logging refused: {e}", client.client_id);
                     if let Some(d) = describe(&request) {
                         let _ = self.write_attempt(
                             Some(token),
@@ -190,19 +191,22 @@ impl Master {
             | R::UpdateUdpListener(_)
             | R::AddUdpFrontend(_)
             | R::RemoveUdpFrontend(_) => {
-                self.reply(
-                    token,
-                    Response::failure(format!("{name} is not supported yet (HTTPS, certificates and UDP)")),
-                );
+                self.refuse(token, format!("{name} is not supported yet (HTTPS, certificates and UDP)"));
             }
-            R::StagedLoad(_) | R::StagedRecords(_) => self.reply(
+            R::StagedLoad(_) | R::StagedRecords(_) => self.refuse(
                 token,
-                Response::failure(format!(
-                    "{name} is internal to sozu (sent by the master to its workers) and is refused from clients"
-                )),
+                format!("{name} is internal to sozu (sent by the master to its workers) and is refused from clients"),
             ),
-            _ => self.reply(token, Response::failure(format!("{name} is not supported by this version of sozu"))),
+            _ => self.refuse(token, format!("{name} is not supported by this version of sozu")),
         }
+    }
+
+    /// Answers FAILURE to a request refused for what it asks, and logs it.
+    fn refuse(&mut self, token: Token, reason: String) {
+        if let Some(client) = self.clients.get(&token) {
+            warn!(self.log, "client {}: {reason}", client.client_id);
+        }
+        self.reply(token, Response::failure(reason));
     }
 
     /// Why the client's uid may not send commands, when `command_allowed_uids` is set

@@ -47,6 +47,7 @@ fn every_verb_through_the_cli() {
     m.ok(&["backend", "remove", "-i", "api", "--backend-id", "api-1", "-a", "127.0.0.1:9100"]);
     m.ok(&["logging", "debug"]);
     assert!(m.fails(&["logging", "loud"]).contains("not a level"));
+    assert!(m.log().contains("Logging refused: \"loud\" is not a level"), "{}", m.log());
     m.ok(&["metrics", "enable"]);
     assert!(m.ok(&["-j", "metrics", "get"]).contains("METRICS"));
     let saved = m.dir.join("copy.state");
@@ -119,6 +120,11 @@ fn bad_frames_get_an_answer_or_a_close_and_the_master_keeps_serving() {
     assert!(raw.terminal().message.contains("LaunchWorker is not supported"));
     // everyone else is still served
     assert!(m.ok(&["status"]).contains("RUNNING"));
+    // and each refusal is in the log
+    let log = m.log();
+    for line in ["bad frame: frame too short", "empty request, or a verb", "LaunchWorker is not supported"] {
+        assert!(log.contains(line), "{line}: {log}");
+    }
 }
 
 #[test]
