@@ -287,15 +287,21 @@ impl ConfigState {
                 }
                 Ok(Applied::Changed)
             }
-            other => self.dispatch(&Request { request_type: other }),
+            Some(other) => self.apply(&other),
+            None => Err(StateError::EmptyRequest),
         }
     }
 
     /// Applies one verb. On error nothing changed.
     pub fn dispatch(&mut self, request: &Request) -> Result<Applied, StateError> {
-        use RequestType as R;
         let Some(verb) = &request.request_type else { return Err(StateError::EmptyRequest) };
         crate::ids::check(verb)?;
+        self.apply(verb)
+    }
+
+    /// [`dispatch`](Self::dispatch) of a verb whose names were checked.
+    fn apply(&mut self, verb: &RequestType) -> Result<Applied, StateError> {
+        use RequestType as R;
         match verb {
             R::AddHttpListener(l) => self.add_listener(addr(&l.address)?, |s, a| {
                 s.http_listeners.insert(a, (**l).clone());
