@@ -91,6 +91,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
                 eprintln!("warning: unknown configuration keys ignored: {keys}");
             }
+            // what the master would refuse at boot, it refuses here
+            config.state().map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("Configuration file is valid");
             Ok(ExitCode::SUCCESS)
         }

@@ -12,7 +12,7 @@ use sozu_proto::{
     LoadBalancingParams, PathRule, PathRuleKind, Request, RequestHttpFrontend, RequestTcpFrontend, RulePosition,
     TcpListenerConfig,
 };
-use sozu_state::resolve_path;
+use sozu_state::{ConfigState, resolve_path};
 
 use crate::file::{FileCluster, FileConfig, FileListener};
 
@@ -396,6 +396,26 @@ impl Config {
         Self::from_table(minimal, &absolute)
     }
 
+    /// The state the file stands for: [`requests`](Self::requests) applied to an empty
+    /// state, as a master does at boot. The first request refused is an error naming its
+    /// listener or cluster (a name with a control character, say, which only the state
+    /// checks); `sozu config check` and `sozu start` both go through here.
+    pub fn state(&self) -> Result<ConfigState, ConfigError> {
+        let mut state = ConfigState::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            state.dispatch(&l.request).map_err(|e| err(format!("listeners[{i}]"), e.to_string()))?;
+        }
+        for c in &self.clusters {
+            for r in &c.requests {
+                state.dispatch(r).map_err(|e| err(format!("clusters.{}", c.id), e.to_string()))?;
+            }
+        }
+        for r in self.activations() {
+            state.dispatch_owned(r).map_err(|e| err("listeners", e.to_string()))?;
+        }
+        Ok(state)
+    }
+
     /// Keys present in the file that this version does not know, as dotted paths.
     pub fn unknown_keys(&self) -> &[String] {
         &self.unknown
@@ -407,20 +427,27 @@ impl Config {
     pub fn requests(&self) -> Vec<Request> {
         let mut out: Vec<Request> = self.listeners.iter().map(|l| l.request.clone()).collect();
         out.extend(self.clusters.iter().flat_map(|c| c.requests.iter().cloned()));
-        if self.activate_listeners {
-            out.extend(self.listeners.iter().map(|l| {
-                let proxy = match l.protocol {
-                    Protocol::Http => ListenerType::Http,
-                    Protocol::Tcp => ListenerType::Tcp,
-                };
-                Request::from(R::ActivateListener(ActivateListener {
-                    address: l.address.into(),
-                    proxy: proxy as i32,
-                    from_scm: false,
-                }))
-            }));
-        }
+        out.extend(self.activations());
         out
+    }
+
+    /// ActivateListener for every listener if `activate_listeners`.
+    fn activations(&self) -> Vec<Request> {
+        if !self.activate_listeners {
+            return Vec::new();
+        }
+        let activate = |l: &ListenerSpec| {
+            let proxy = match l.protocol {
+                Protocol::Http => ListenerType::Http,
+                Protocol::Tcp => ListenerType::Tcp,
+            };
+            Request::from(R::ActivateListener(ActivateListener {
+                address: l.address.into(),
+                proxy: proxy as i32,
+                from_scm: false,
+            }))
+        };
+        self.listeners.iter().map(activate).collect()
     }
 }
 

@@ -36,9 +36,31 @@ fn the_shipped_default_config_is_valid() {
         ]
     );
     // the requests apply cleanly to an empty state
-    let mut state = sozu_state::ConfigState::new();
-    for r in config.requests() {
-        state.dispatch(&r).unwrap();
+    assert_eq!(config.state().unwrap().cluster_count(), 2);
+}
+
+#[test]
+fn what_only_the_state_refuses_is_named_by_its_cluster() {
+    let tcp = "[[listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:5\"\n";
+    let cases = [
+        (
+            "[clusters.web]\nprotocol = \"http\"\nfrontends = [{ address = \"127.0.0.1:1\", hostname = \"a\\u202eb\" }]\n"
+                .to_string(),
+            "clusters.web",
+            "hostname \"a\\u{202e}b\" holds a control or formatting character",
+        ),
+        (
+            format!(
+                "{tcp}[clusters.db]\nprotocol = \"tcp\"\nbackends = [{{ address = \"127.0.0.1:6\", backend_id = \"b\\n1\" }}]\n"
+            ),
+            "clusters.db",
+            "backend_id \"b\\u{a}1\" holds a control",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let e = parse(&text).unwrap().state().unwrap_err();
+        assert_eq!(e.key, key, "{text}");
+        assert!(e.message.contains(message), "{text}: {e}");
     }
 }
 

@@ -26,7 +26,6 @@ use anyhow::{Context, bail};
 use slog::{Logger, info, warn};
 use sozu_config::{Config, Protocol};
 use sozu_scm_socket::Listeners;
-use sozu_state::ConfigState;
 
 pub use server::Master;
 pub use takeover::{upgrade_check, upgraded};
@@ -84,10 +83,8 @@ pub fn start(config_path: &Path, strict: bool) -> anyhow::Result<bool> {
     }
 
     let mut listeners = bind_listeners(&config)?;
-    let mut state = ConfigState::new();
-    for request in config.requests() {
-        state.dispatch(&request).map_err(|e| anyhow::anyhow!("configuration {}: {e}", config.config_path.display()))?;
-    }
+    let mut state =
+        config.state().map_err(|e| anyhow::anyhow!("configuration {}: {e}", config.config_path.display()))?;
     if let Some(saved) = &config.saved_state
         && saved.exists()
     {

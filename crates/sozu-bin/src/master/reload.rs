@@ -89,10 +89,7 @@ impl Master {
         path: &std::path::Path,
     ) -> Result<(Config, ConfigState, Vec<Request>, Vec<(Protocol, std::net::SocketAddr, OwnedFd)>), String> {
         let config = Config::load(path).map_err(|e| e.to_string())?;
-        let mut target = ConfigState::new();
-        for r in config.requests() {
-            target.dispatch(&r).map_err(|e| format!("{}: {e}", sozu_proto::request_name(&r)))?;
-        }
+        let target = config.state().map_err(|e| e.to_string())?;
         let diff = self.state.diff(&target);
         let mut staged = self.state.clone();
         for r in &diff {

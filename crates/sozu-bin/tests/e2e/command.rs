@@ -256,6 +256,21 @@ fn a_second_master_refuses_to_start_and_boot_errors_leave_nothing_behind() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!dir.join("s2.sock").exists() && !dir.join("p").exists());
+    // a hostname with a control character, which only the state refuses: `config check`
+    // refuses it as `start` does, naming the cluster
+    std::fs::write(
+        dir.join("c3.toml"),
+        "command_socket = \"s3.sock\"\n[clusters.web]\nprotocol = \"http\"\n\
+         frontends = [{ address = \"127.0.0.1:1\", hostname = \"a\\u001b[2J\" }]\n",
+    )
+    .unwrap();
+    for args in [&["config", "check"][..], &["start"]] {
+        let out = Command::new(SOZU).arg("-c").arg(dir.join("c3.toml")).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains("clusters.web: hostname \"a\\u{1b}[2J\" holds a control"), "{args:?}: {stderr}");
+    }
+    assert!(!dir.join("s3.sock").exists());
 }
 
 #[test]
