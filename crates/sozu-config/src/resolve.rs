@@ -399,7 +399,7 @@ impl Config {
     /// The state the file stands for: [`requests`](Self::requests) applied to an empty
     /// state, as a master does at boot. The first request refused is an error naming its
     /// listener or cluster (a name with a control character, say, which only the state
-    /// checks); `sozu config check` and `sozu start` both go through here.
+    /// checks); `sozu config check`, `sozu start` and a reload all go through here.
     pub fn state(&self) -> Result<ConfigState, ConfigError> {
         let mut state = ConfigState::new();
         for (i, l) in self.listeners.iter().enumerate() {
