@@ -182,7 +182,7 @@ fn clients_connecting_and_leaving_leave_no_fd_behind() {
 }
 
 #[test]
-fn an_unlisted_uid_is_refused_and_audited_and_hostile_ids_are_sanitized() {
+fn an_unlisted_uid_is_refused_and_audited_and_hostile_ids_are_refused_unforged() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIPPED: needs root to run a client as uid 65534");
         return;
