@@ -32,7 +32,7 @@ impl Mode {
     /// Whether any character of `text` must be replaced: a byte scan, decoding only
     /// the lead bytes of the multi-byte characters that can be rejected (C2 for C1
     /// controls, E2 for U+2028–U+2069, EF for U+FEFF).
-    fn any_rejected(self, text: &str) -> bool {
+    pub fn rejects_any(self, text: &str) -> bool {
         let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
@@ -53,7 +53,7 @@ impl Mode {
     }
 
     fn clean(self, text: &str) -> Cow<'_, str> {
-        if !self.any_rejected(text) {
+        if !self.rejects_any(text) {
             return Cow::Borrowed(text);
         }
         Cow::Owned(text.chars().map(|c| if self.rejects(c) { '?' } else { c }).collect())
@@ -134,7 +134,7 @@ mod tests {
         #[test]
         fn byte_scan_agrees_with_char_scan(text in "\\PC*|[\\x00-\\x{3000}]{0,20}") {
             for mode in [Mode::Line, Mode::Column, Mode::Bracket] {
-                proptest::prop_assert_eq!(mode.any_rejected(&text), text.chars().any(|c| mode.rejects(c)));
+                proptest::prop_assert_eq!(mode.rejects_any(&text), text.chars().any(|c| mode.rejects(c)));
             }
         }
     }

@@ -48,7 +48,8 @@ pub enum StateError {
     InvalidAddress(String),
     /// The request has no verb (unknown tag or empty).
     EmptyRequest,
-    /// A name holds a control or formatting character ([`forbidden_in_name`](crate::forbidden_in_name)).
+    /// A name holds a control or formatting character (one the audit's line-safe
+    /// sanitizer would replace, [`audit::Mode::Line`]).
     ControlCharacter {
         /// Which field (`cluster_id`, `backend_id`, `hostname`, `path`, `method`, `sticky_id`, `tag`).
         field: &'static str,
@@ -94,7 +95,7 @@ impl std::error::Error for StateError {}
 fn escaped(value: &str) -> String {
     let mut out = String::from("\"");
     for c in value.chars() {
-        if crate::forbidden_in_name(c) || c == '"' || c == '\\' {
+        if audit::Mode::Line.rejects(c) || c == '"' || c == '\\' {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);

@@ -4,7 +4,7 @@
 //! - [`ConfigState::dispatch`] applies one mutating verb or returns a precise
 //!   [`StateError`], and changes nothing on error. Names (cluster and backend ids,
 //!   hostnames, paths, methods, sticky ids, tags) holding a control or formatting
-//!   character ([`forbidden_in_name`]) are refused.
+//!   character (what [`audit::Mode::Line`] replaces) are refused.
 //! - [`ConfigState::generate_requests`] rebuilds the state as requests, in Sōzu's order
 //!   and with no hash-map order anywhere; [`ConfigState::diff`] gives the requests that
 //!   turn one state into another.
@@ -16,7 +16,8 @@
 //! Dependencies: `serde_json` (the records are serde JSON, as Sōzu writes them), `sha2`
 //! (cluster hashes and certificate fingerprints), `base64`, and `memchr` (finding the
 //! `\0` that ends each record at SIMD speed; it is already in every build through
-//! `serde_json`'s tree).
+//! `serde_json`'s tree), and this workspace's `audit` (its line-safe character rule
+//! decides which names are refused, so the project has one such rule).
 //!
 //! This crate never touches a socket, and the only files it touches are the ones
 //! [`save_atomic`] and [`load_file`] are given.
@@ -42,7 +43,6 @@ pub use file::{
     LoadError, Loaded, load, load_each, load_file, load_file_each, resolve_path, save, save_atomic, save_records,
     save_state,
 };
-pub use ids::forbidden_in_name;
 pub use loader::Loader;
 pub use route::Route;
 pub use state::{Applied, ConfigState, frontend_key};
