@@ -237,9 +237,12 @@ pub enum ClusterCmd {
         /// Sticky sessions.
         #[arg(short = 's', long)]
         sticky_session: bool,
-        /// Redirect HTTP to HTTPS.
+        /// Answer every request to this cluster with a 301 to the same address over HTTPS.
         #[arg(short = 'r', long)]
         https_redirect: bool,
+        /// The port of that redirection (none given: the HTTPS default, 443).
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        https_redirect_port: Option<u16>,
         /// Send a PROXY protocol header to backends.
         #[arg(long)]
         send_proxy: bool,

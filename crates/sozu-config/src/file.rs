@@ -77,6 +77,7 @@ pub(crate) struct FileCluster {
     pub load_balancing: Option<String>,
     pub sticky_session: Option<bool>,
     pub https_redirect: Option<bool>,
+    pub https_redirect_port: Option<i64>,
     pub answer_503: Option<String>,
     pub frontends: Option<Vec<FileFrontend>>,
     pub backends: Option<Vec<FileBackend>>,

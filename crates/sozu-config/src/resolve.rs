@@ -566,6 +566,17 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
         cluster_id: id.to_string(),
         sticky_session: c.sticky_session.unwrap_or(false),
         https_redirect: c.https_redirect.unwrap_or(false),
+        https_redirect_port: match c.https_redirect_port {
+            Some(p) => {
+                let k = format!("{key}.https_redirect_port");
+                let port: u16 = int(&k, Some(p), 443, "1 to 65535")?;
+                if port == 0 {
+                    return Err(err(k, "0 is out of range; allowed: 1 to 65535"));
+                }
+                Some(u32::from(port))
+            }
+            None => None,
+        },
         load_balancing: lb as i32,
         answer_503: match &c.answer_503 {
             Some(path) => Some(answer_file(&format!("{key}.answer_503"), path, base)?),

@@ -106,6 +106,12 @@ fn invalid_values_name_the_key_and_what_is_allowed() {
             "clusters.a.frontends[0].hostname",
             "hostname",
         ),
+        ("[clusters.a]\nprotocol = \"http\"\nhttps_redirect_port = 0", "clusters.a.https_redirect_port", "1 to 65535"),
+        (
+            "[clusters.a]\nprotocol = \"http\"\nhttps_redirect_port = 65536",
+            "clusters.a.https_redirect_port",
+            "out of range",
+        ),
         ("command_allowed_uids = [-1]", "command_allowed_uids", "not a uid"),
         ("worker_count = \"two\"", "config.toml", "invalid type"),
         ("this is not toml", "config.toml", "invalid TOML"),

@@ -69,6 +69,19 @@ impl ConfigState {
             .unwrap_or_default()
     }
 
+    /// A cluster's backends and the sticky id each is known by in a sticky session's
+    /// cookie: its `sticky_id`, or its backend id when it has none (as Sōzu does).
+    pub fn sticky_ids(&self, cluster: &str) -> Vec<(String, String)> {
+        self.backends
+            .get(cluster)
+            .map(|l| {
+                l.iter()
+                    .map(|(b, _)| (b.backend_id.clone(), b.sticky_id.clone().unwrap_or_else(|| b.backend_id.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every listener, keyed `ip:port`.
     pub fn listeners_list(&self) -> ListenersList {
         ListenersList {

@@ -182,40 +182,40 @@ fn serve(name: &str, index: usize, conn: TcpStream) {
 }
 
 /// A client connection speaking HTTP/1.1 to our listener.
-struct Client {
+pub(crate) struct Client {
     r: BufReader<TcpStream>,
     w: TcpStream,
 }
 
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
 impl Client {
-    fn connect(port: u16) -> Client {
+    pub(crate) fn connect(port: u16) -> Client {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Client { r: BufReader::new(s.try_clone().unwrap()), w: s }
     }
 
-    fn send(&mut self, raw: &[u8]) {
+    pub(crate) fn send(&mut self, raw: &[u8]) {
         self.w.write_all(raw).unwrap();
     }
 
     /// Reads one response (`None`: the connection closed first).
-    fn answer(&mut self) -> Option<Answer> {
+    pub(crate) fn answer(&mut self) -> Option<Answer> {
         let (line, headers) = read_head(&mut self.r)?;
         let status: u16 = line.split(' ').nth(1)?.parse().ok()?;
         let body = match read_body(&mut self.r, &headers) {
@@ -230,7 +230,7 @@ impl Client {
         Some(Answer { status, headers, body })
     }
 
-    fn get(&mut self, host: &str, path: &str) -> Answer {
+    pub(crate) fn get(&mut self, host: &str, path: &str) -> Answer {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
         self.answer().expect("an answer")
     }
@@ -242,7 +242,7 @@ impl Client {
     }
 }
 
-fn http_master(name: &str, extra: &str) -> (Master, u16, u16) {
+pub(crate) fn http_master(name: &str, extra: &str) -> (Master, u16, u16) {
     let (b1, b2) = (http_backend("b1"), http_backend("b2"));
     let m = Master::start(name, extra);
     let port = m.http_port.to_string();

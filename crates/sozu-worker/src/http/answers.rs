@@ -5,7 +5,8 @@
 //! (`HTTP/1.1 503 Busy\r\nRetry-After: 5\r\n\r\nbody`: its status line, its headers and
 //! its body are kept), or just a body (`content-type: text/html`). Either way we write the
 //! framing headers ourselves (`content-length`, `connection`; a template's own are
-//! dropped), so a custom answer cannot break the framing. Template variables
+//! dropped), so a custom answer cannot break the framing. A redirection's `Location`
+//! is ours too (a `301` template's own is replaced). Other template variables
 //! (`%REQUEST_ID` …) are sent as written.
 
 use std::collections::HashMap;
@@ -35,9 +36,11 @@ pub(crate) fn custom<'a>(
 }
 
 /// A complete response with our short text body, or the operator's `custom` one;
-/// `close` adds `Connection: close`.
-pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>) -> Vec<u8> {
+/// `close` adds `Connection: close`, `location` a `Location` field (a redirection's; it
+/// replaces a template's own).
+pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>, location: Option<&str>) -> Vec<u8> {
     let (reason, body) = match status {
+        301 => ("Moved Permanently", "This address is served over HTTPS."),
         400 => ("Bad Request", "The request is malformed or over a size limit."),
         401 => ("Unauthorized", "This address is not served."),
         404 => ("Not Found", "No frontend matches this host and path."),
@@ -48,12 +51,18 @@ pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>) -> Vec
         _ => ("Error", "Error."),
     };
     let connection = if close { "connection: close\r\n" } else { "" };
+    let location = location.map(|l| format!("location: {l}\r\n")).unwrap_or_default();
     if let Some((status_line, headers, body)) = custom.and_then(template) {
         let mut out = format!("{status_line}\r\n");
         for h in headers {
-            out.push_str(h);
-            out.push_str("\r\n");
+            let relocated =
+                !location.is_empty() && h.split(':').next().is_some_and(|n| n.eq_ignore_ascii_case("location"));
+            if !relocated {
+                out.push_str(h);
+                out.push_str("\r\n");
+            }
         }
+        out.push_str(&location);
         out.push_str(&format!("content-length: {}\r\n{connection}\r\n", body.len()));
         out.push_str(body);
         return out.into_bytes();
@@ -63,7 +72,7 @@ pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>) -> Vec
         None => ("text/plain; charset=utf-8", format!("{body}\n")),
     };
     format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\
+        "HTTP/1.1 {status} {reason}\r\n{location}content-type: {kind}\r\ncontent-length: {}\r\n\
          cache-control: no-cache\r\n{connection}\r\n{body}",
         body.len()
     )
@@ -119,7 +128,7 @@ mod tests {
         let old = "old 404".to_string();
         let custom = super::custom(&map, [(404, Some(&old)), (502, None)]).unwrap();
         assert_eq!(custom.len(), 2);
-        let bytes = super::answer_with(503, false, custom.get(&503).map(|b| &**b));
+        let bytes = super::answer_with(503, false, custom.get(&503).map(|b| &**b), None);
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.ends_with("\r\n\r\n<h1>down for maintenance</h1>"), "{text}");
         let Parsed::Done(head) = parse_response(&bytes, false) else { panic!() };
@@ -132,7 +141,7 @@ mod tests {
         let t = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 999\r\n\
                  Connection: keep-alive\r\nbad header line\r\nX-Evil\u{7}: 1\r\n\r\nbusy\nnow";
         for close in [false, true] {
-            let bytes = super::answer_with(503, close, Some(t));
+            let bytes = super::answer_with(503, close, Some(t), None);
             let text = String::from_utf8(bytes.clone()).unwrap();
             assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"), "{text}");
             assert!(!text.contains("999") && !text.contains("keep-alive") && !text.contains("bad header"), "{text}");
@@ -144,12 +153,12 @@ mod tests {
             assert_eq!(head.framing, super::super::framing::Framing::Length(8));
         }
         // LF line endings, no body, no reason phrase
-        let bytes = super::answer_with(404, false, Some("HTTP/1.0 404\nX-A: b\n"));
+        let bytes = super::answer_with(404, false, Some("HTTP/1.0 404\nX-A: b\n"), None);
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with("HTTP/1.0 404\r\nX-A: b\r\ncontent-length: 0\r\n\r\n"), "{text}");
         // not a status line: a body
         for body in ["HTTP/2 503 x\r\n\r\n", "HTTP/1.1 50 x\r\n\r\n", "HTTP/1.1 503\u{0}x\r\n\r\n", "<h1>busy</h1>"] {
-            let text = String::from_utf8(super::answer_with(503, false, Some(body))).unwrap();
+            let text = String::from_utf8(super::answer_with(503, false, Some(body), None)).unwrap();
             assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/html"), "{text}");
             assert!(text.ends_with(body), "{text}");
         }
@@ -157,9 +166,9 @@ mod tests {
 
     #[test]
     fn answers_are_well_formed_responses() {
-        for status in [400, 401, 404, 408, 502, 503, 504] {
+        for status in [301, 400, 401, 404, 408, 502, 503, 504] {
             for close in [false, true] {
-                let bytes = super::answer_with(status, close, None);
+                let bytes = super::answer_with(status, close, None, None);
                 let Parsed::Done(head) = parse_response(&bytes, false) else { panic!("{status}") };
                 assert_eq!(head.status, status);
                 assert_eq!(head.keep_alive, !close);
@@ -167,5 +176,22 @@ mod tests {
                 assert_eq!(head.len + n as usize, bytes.len());
             }
         }
+    }
+
+    #[test]
+    fn a_redirection_carries_our_location_even_in_a_template() {
+        let url = "https://a.example:8443/x?y=1";
+        let text = String::from_utf8(super::answer_with(301, false, None, Some(url))).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 301 Moved Permanently\r\nlocation: https://a.example:8443/x?y=1\r\n"),
+            "{text}"
+        );
+        let t = "HTTP/1.1 301 Moved Permanently\r\nLocation: %REDIRECT_LOCATION\r\nX-A: b\r\n\r\n";
+        let bytes = super::answer_with(301, true, Some(t), Some(url));
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(!text.contains("%REDIRECT_LOCATION"), "{text}");
+        assert!(text.contains("X-A: b\r\nlocation: https://a.example:8443/x?y=1\r\n"), "{text}");
+        let Parsed::Done(head) = parse_response(&bytes, false) else { panic!("{text}") };
+        assert_eq!((head.status, head.keep_alive), (301, false));
     }
 }

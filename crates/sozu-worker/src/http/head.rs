@@ -219,6 +219,17 @@ impl Forwarding {
 }
 
 impl RequestHead {
+    /// The value of the first cookie named `name` in the `Cookie` fields (RFC 6265
+    /// §5.4: `name=value` pairs separated by `;`).
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        values(&self.headers, "cookie")
+            .flat_map(|v| v.split(|b| *b == b';'))
+            .filter_map(|pair| std::str::from_utf8(pair).ok())
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().trim_matches('"'))
+    }
+
     /// The head as sent to a backend: HTTP/1.1, hop-by-hop fields (and those named by
     /// `Connection`) dropped, `X-Forwarded-For` and `Forwarded` extended with the
     /// client, `X-Forwarded-Proto`/`-Port` and the request id header set.
@@ -317,8 +328,9 @@ pub(crate) fn parse_response(buf: &[u8], head_request: bool) -> Parsed<ResponseH
 
 impl ResponseHead {
     /// The head as sent to the client: HTTP/1.1, hop-by-hop fields dropped (kept for a
-    /// `101 Switching Protocols`), and `Connection: close` when `close`.
-    pub fn write_to_client(&self, out: &mut Vec<u8>, close: bool) {
+    /// `101 Switching Protocols`), the header lines of `extra` (each ending in CRLF)
+    /// added, and `Connection: close` when `close`.
+    pub fn write_to_client(&self, out: &mut Vec<u8>, close: bool, extra: &[u8]) {
         let switching = self.status == 101;
         let named = tokens(&self.headers, "connection");
         let _ = write!(Wrap(out), "HTTP/1.1 {} {}\r\n", self.status, self.reason);
@@ -331,6 +343,7 @@ impl ResponseHead {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
+        out.extend_from_slice(extra);
         if close && !switching {
             out.extend_from_slice(b"connection: close\r\n");
         }
@@ -354,6 +367,21 @@ mod tests {
 
     fn req(text: &str) -> Parsed<RequestHead> {
         parse_request(text.as_bytes())
+    }
+
+    #[test]
+    fn cookies_are_found_by_name_in_every_cookie_field() {
+        let Parsed::Done(h) = req("GET / HTTP/1.1\r\nHost: a\r\nCookie: x=1; SOZUBALANCEID=\"b-2\" ;y=3\r\n\
+                                    Cookie: z=4\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(h.cookie("SOZUBALANCEID"), Some("b-2"));
+        assert_eq!(h.cookie("y"), Some("3"));
+        assert_eq!(h.cookie("z"), Some("4"));
+        assert_eq!(h.cookie("SOZU"), None);
+        let Parsed::Done(h) = req("GET / HTTP/1.1\r\nHost: a\r\n\r\n") else { panic!() };
+        assert_eq!(h.cookie("x"), None);
     }
 
     fn done(text: &str) -> RequestHead {
@@ -464,7 +492,7 @@ mod tests {
             parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n", false);
         assert_eq!((r.framing, r.keep_alive), (Framing::Chunked, false));
         let mut out = Vec::new();
-        r.write_to_client(&mut out, true);
+        r.write_to_client(&mut out, true, b"");
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
         assert!(matches!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false), Parsed::Bad(_)));

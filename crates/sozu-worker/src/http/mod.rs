@@ -11,6 +11,7 @@ mod answers;
 mod framing;
 mod head;
 mod io;
+mod policies;
 mod session;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -43,7 +44,7 @@ pub(crate) fn fuzz_one(data: &[u8]) {
     }
     if let head::Parsed::Done(h) = head::parse_response(data, false) {
         let mut out = Vec::new();
-        h.write_to_client(&mut out, true);
+        h.write_to_client(&mut out, true, b"set-cookie: a=b\r\n");
         let mut body = framing::BodyTracker::new(h.framing);
         for piece in data[h.len..].chunks(7) {
             match body.feed(piece) {
@@ -310,13 +311,22 @@ impl HttpProxy {
                         None => session::Routed::Answer(404, None),
                         Some(sozu_state::Route::Deny) => session::Routed::Answer(401, None),
                         Some(sozu_state::Route::Cluster(cluster)) => {
-                            let candidates = self.balancer.order(state, cluster, ctx.now);
-                            let answers = state
-                                .cluster(cluster)
-                                .and_then(|c| answers::custom(&c.answers, [(503, c.answer_503.as_ref())]));
-                            if candidates.is_empty() {
+                            let config = state.cluster(cluster);
+                            let answers =
+                                config.and_then(|c| answers::custom(&c.answers, [(503, c.answer_503.as_ref())]));
+                            let location = config.and_then(|c| policies::https_location(c, &head));
+                            let mut candidates = match location {
+                                Some(_) => Vec::new(),
+                                None => self.balancer.order(state, cluster, ctx.now),
+                            };
+                            if let Some(location) = location {
+                                session::Routed::Redirect(location, answers)
+                            } else if candidates.is_empty() {
                                 session::Routed::Answer(503, answers)
                             } else {
+                                let sticky = config.is_some_and(|c| c.sticky_session).then(|| {
+                                    policies::sticky_session(state, s.listener, cluster, &head, &mut candidates)
+                                });
                                 match self.clusters.get_mut(cluster) {
                                     Some(counters) => counters.requests += 1,
                                     None => self.clusters.entry(cluster.to_string()).or_default().requests += 1,
@@ -327,6 +337,7 @@ impl HttpProxy {
                                     candidates,
                                     request_id: format!("{:x}-{:x}", self.worker, self.next_request),
                                     answers,
+                                    sticky,
                                 }
                             }
                         }

@@ -13,6 +13,7 @@ use super::answers::{Custom, answer_with};
 use super::framing::BodyTracker;
 use super::head::{MAX_HEAD, Parsed, RequestHead, parse_request, parse_response};
 use super::io::{Io, read_into, write_from};
+use super::policies::Sticky;
 
 /// What the proxy gives a session for one `step`.
 pub(super) struct Context<'a> {
@@ -36,8 +37,16 @@ pub(super) struct Context<'a> {
 pub(super) enum Routed {
     /// Answered by the worker with this status (and the cluster's custom answers).
     Answer(u16, Option<Custom>),
+    /// Answered by the worker with a `301` to this location (a cluster's `https_redirect`).
+    Redirect(String, Option<Custom>),
     /// To these backends, in the order to try them.
-    Backends { cluster: String, candidates: Vec<(String, SocketAddr)>, request_id: String, answers: Option<Custom> },
+    Backends {
+        cluster: String,
+        candidates: Vec<(String, SocketAddr)>,
+        request_id: String,
+        answers: Option<Custom>,
+        sticky: Option<Sticky>,
+    },
 }
 
 /// What one step did.
@@ -125,6 +134,8 @@ pub(super) struct Session {
     /// Custom answer bodies: the listener's, and the current request's cluster's.
     listener_answers: Option<Custom>,
     cluster_answers: Option<Custom>,
+    /// The current request's sticky session, if its cluster has them.
+    sticky: Option<Sticky>,
     inbuf: Vec<u8>,
     out: Vec<u8>,
     front_eof: bool,
@@ -161,6 +172,7 @@ impl Session {
         Session {
             listener_answers,
             cluster_answers: None,
+            sticky: None,
             front,
             front_ready: true,
             front_hup: false,
@@ -277,7 +289,7 @@ impl Session {
         };
         if let Some(s) = status {
             let body = self.custom_body(s);
-            self.out.extend_from_slice(&answer_with(s, true, body.as_deref()));
+            self.out.extend_from_slice(&answer_with(s, true, body.as_deref(), None));
             self.counts.answers.push(s);
         } else {
             // nothing to say: drop what is pending so the close is immediate
@@ -296,8 +308,13 @@ impl Session {
     }
 
     fn own_answer(&mut self, status: u16, close: bool) {
+        self.own_answer_to(status, close, None);
+    }
+
+    /// Our answer, with a `Location` when `location` is set.
+    fn own_answer_to(&mut self, status: u16, close: bool, location: Option<&str>) {
         let body = self.custom_body(status);
-        self.out.extend_from_slice(&answer_with(status, close, body.as_deref()));
+        self.out.extend_from_slice(&answer_with(status, close, body.as_deref(), location));
         self.counts.answers.push(status);
         if close {
             self.closing = true;
@@ -426,17 +443,19 @@ impl Session {
 
     /// A routed request: answer it ourselves, or send its head to a backend.
     fn start(&mut self, ctx: &Context<'_>, head: RequestHead, routed: Routed) {
+        self.sticky = None;
         let (cluster, mut candidates, request_id) = match routed {
             Routed::Answer(status, answers) => {
-                self.cluster_answers = answers;
-                self.inbuf.drain(..head.len.min(self.inbuf.len()));
-                // a body we will not read makes the connection unusable
-                let close = !head.keep_alive || head.framing != super::framing::Framing::None || !ctx.accepting;
-                self.own_answer(status, close);
+                self.answer_unread(ctx, &head, answers, status, None);
                 return;
             }
-            Routed::Backends { cluster, candidates, request_id, answers } => {
+            Routed::Redirect(location, answers) => {
+                self.answer_unread(ctx, &head, answers, 301, Some(&location));
+                return;
+            }
+            Routed::Backends { cluster, candidates, request_id, answers, sticky } => {
                 self.cluster_answers = answers;
+                self.sticky = sticky;
                 (cluster, candidates, request_id)
             }
         };
@@ -444,8 +463,10 @@ impl Session {
         candidates.reverse(); // pop() gives the next one
         // a keep-alive client stays on its backend connection while it asks the same
         // cluster and that backend is still one of its backends
+        // (and, in a sticky session, the backend its cookie names first if that one is up)
+        let named = self.sticky.as_ref().and_then(Sticky::named).filter(|n| candidates.iter().any(|(c, _)| c == n));
         let reuse = self.back.as_ref().and_then(|b| {
-            (b.reusable && !b.eof && !b.hup && b.cluster == cluster)
+            (b.reusable && !b.eof && !b.hup && b.cluster == cluster && named.is_none_or(|n| n == b.backend))
                 .then(|| candidates.iter().position(|(id, _)| *id == b.backend))?
         });
         if reuse.is_none() {
@@ -488,6 +509,22 @@ impl Session {
             close: false,
             replay,
         });
+    }
+
+    /// Our answer to a request whose body, if any, is not read.
+    fn answer_unread(
+        &mut self,
+        ctx: &Context<'_>,
+        head: &RequestHead,
+        answers: Option<Custom>,
+        status: u16,
+        location: Option<&str>,
+    ) {
+        self.cluster_answers = answers;
+        self.inbuf.drain(..head.len.min(self.inbuf.len()));
+        // a body we will not read makes the connection unusable
+        let close = !head.keep_alive || head.framing != super::framing::Framing::None || !ctx.accepting;
+        self.own_answer_to(status, close, location);
     }
 
     /// The reused backend connection failed before any byte of the response: send the
@@ -666,20 +703,21 @@ impl Session {
                     moved = true;
                     ex.answered = true;
                     if head.status == 101 && ex.upgrade {
-                        head.write_to_client(&mut self.out, false);
+                        head.write_to_client(&mut self.out, false, b"");
                         self.out.append(&mut b.inbuf);
                         b.out.append(&mut self.inbuf);
                         self.phase = Phase::Tunnel;
                         return Ok(true);
                     }
                     if (100..200).contains(&head.status) {
-                        head.write_to_client(&mut self.out, false);
+                        head.write_to_client(&mut self.out, false, b"");
                         continue;
                     }
                     let body = BodyTracker::new(head.framing);
                     ex.close = !ex.keep_alive || !ctx.accepting || !ex.request.done() || body.until_close();
                     b.reusable = head.keep_alive;
-                    head.write_to_client(&mut self.out, ex.close);
+                    let cookie = self.sticky.as_ref().map(|s| s.set_cookie(&b.backend)).unwrap_or_default();
+                    head.write_to_client(&mut self.out, ex.close, &cookie);
                     ex.response = Some(body);
                 }
             }
