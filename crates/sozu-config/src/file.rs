@@ -78,6 +78,7 @@ pub(crate) struct FileCluster {
     pub sticky_session: Option<bool>,
     pub https_redirect: Option<bool>,
     pub https_redirect_port: Option<i64>,
+    pub send_proxy: Option<bool>,
     pub answer_503: Option<String>,
     pub frontends: Option<Vec<FileFrontend>>,
     pub backends: Option<Vec<FileBackend>>,

@@ -577,6 +577,7 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
             }
             None => None,
         },
+        proxy_protocol: c.send_proxy.unwrap_or(false).then_some(sozu_proto::ProxyProtocolConfig::SendHeader as i32),
         load_balancing: lb as i32,
         answer_503: match &c.answer_503 {
             Some(path) => Some(answer_file(&format!("{key}.answer_503"), path, base)?),

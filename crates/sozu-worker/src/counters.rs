@@ -183,6 +183,24 @@ impl Reporting {
     }
 }
 
+/// What one HTTP session counted since the proxy last took its counts.
+#[derive(Default)]
+pub(crate) struct SessionCounts {
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    /// Requests and connections sent to `backend`.
+    pub requests: i64,
+    pub connections: i64,
+    pub connect_errors: Vec<(String, String, std::net::SocketAddr)>,
+    /// Connects that succeeded, and connections to a backend that closed.
+    pub connected: Vec<(String, String, std::net::SocketAddr)>,
+    pub closed: Vec<(String, String)>,
+    /// Answers of our own.
+    pub answers: Vec<u16>,
+    /// (cluster, backend) the counts above belong to.
+    pub backend: Option<(String, String)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

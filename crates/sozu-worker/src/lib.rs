@@ -16,15 +16,20 @@
 //! The data plane: `tcp.rs` proxies TCP listeners to their cluster's backends;
 //! `http/` serves HTTP/1.1 listeners (`head.rs` parses and rewrites heads,
 //! `framing.rs` finds where bodies end, `session.rs` is one client connection,
-//! `mod.rs` routes and accepts); `pool.rs` bounds the buffers of active connections
+//! `mod.rs` routes and accepts, `policies.rs` applies sticky sessions and the HTTPS
+//! redirection); `proxy_protocol.rs` reads and writes PROXY protocol headers (TCP
+//! listeners and clusters, HTTP listeners); `pool.rs` bounds the buffers of active connections
 //! (`max_buffers`). Both accept on the master's listening sockets
 //! (received by SCM), never on sockets of their own. A staged load (`StagedLoad`) is
 //! applied to a copy of the state until the master commits it.
 //!
 //! Dependencies: `httparse` (a small, fuzzed, allocation-free HTTP/1.x head parser,
 //! used by hyper; we add the limits and smuggling checks on top), `regex` (regex
-//! path rules of HTTP frontends, compiled once per pattern) and `libc` (only the errno
-//! constants that tell our own shortage of fds or memory from a backend's failure).
+//! path rules of HTTP frontends, compiled once per pattern), `ppp` (HAProxy's PROXY
+//! protocol, versions 1 and 2, parsed and built without IO or unsafe code; we add the
+//! streaming rules: when a cut header is partial, how long one may be) and `libc`
+//! (only the errno constants that tell our own shortage of fds or memory from a
+//! backend's failure).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,6 +41,7 @@ mod handle;
 mod http;
 mod listening;
 mod pool;
+mod proxy_protocol;
 mod tcp;
 
 use std::collections::VecDeque;
@@ -112,6 +118,14 @@ impl ProxyLimits {
 #[doc(hidden)]
 pub fn fuzz_http(data: &[u8]) {
     http::fuzz_one(data);
+}
+
+/// Runs the PROXY protocol header reader over arbitrary bytes, whole and cut at every
+/// length; for the fuzz target `proxy_header` only. Nothing may panic, a header read
+/// is never longer than its input, and a cut header is never read as a different one.
+#[doc(hidden)]
+pub fn fuzz_proxy_header(data: &[u8]) {
+    proxy_protocol::fuzz_one(data);
 }
 
 /// A running worker's state (exposed for tests and the data plane).

@@ -1,6 +1,10 @@
 //! TCP proxying: accept on active TCP listeners that have a frontend, connect to the
 //! cluster's backends in round robin (trying the next one when a connect fails), and
-//! copy bytes both ways through bounded buffers, respecting half-close.
+//! copy bytes both ways through bounded buffers, respecting half-close. The PROXY
+//! protocol: a header the client sends first is read and taken off (the listener's
+//! `expect_proxy`, the cluster's `EXPECT_HEADER`), and a version 2 header goes to the
+//! backend before the client's bytes (`SEND_HEADER`: this connection's addresses;
+//! `RELAY_HEADER`: those of the client's header, which is then expected).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
@@ -30,11 +34,61 @@ struct Pipe {
     eof: bool,
     /// The destination's write side was shut down.
     shut: bool,
+    /// Nothing is written yet (a PROXY header is still to be read or sent).
+    hold: bool,
 }
 
 impl Pipe {
     fn new(buf: Box<[u8]>) -> Self {
-        Self { buf, start: 0, end: 0, eof: false, shut: false }
+        Self { buf, start: 0, end: 0, eof: false, shut: false, hold: false }
+    }
+}
+
+/// The PROXY protocol of one connection.
+struct Proxying {
+    /// The client sends a header first, not passed on.
+    expect: bool,
+    /// A header goes to the backend first (`prefix` once known).
+    send: bool,
+    /// Bytes written to the backend before the client's: our PROXY header.
+    prefix: Vec<u8>,
+    /// The client and the listener address it came to.
+    client: SocketAddr,
+    listener: SocketAddr,
+}
+
+impl Proxying {
+    fn new(state: &ConfigState, cluster: &str, listener: SocketAddr, client: SocketAddr) -> Option<Self> {
+        use sozu_proto::ProxyProtocolConfig as P;
+        let policy = state.cluster(cluster).and_then(|c| c.proxy_protocol).and_then(|p| P::try_from(p).ok());
+        let expect = state.tcp_listener(listener).is_some_and(|l| l.expect_proxy)
+            || matches!(policy, Some(P::ExpectHeader | P::RelayHeader));
+        let send = matches!(policy, Some(P::SendHeader | P::RelayHeader));
+        let prefix = if send && !expect { crate::proxy_protocol::header_v2(client, listener) } else { Vec::new() };
+        (expect || send).then_some(Proxying { expect, send, prefix, client, listener })
+    }
+
+    /// Reads the client's header at the start of `up` (once it is there): takes it off,
+    /// and makes the backend's from its addresses. False when the connection must end
+    /// (a malformed header, or none before the client's end of stream or a full buffer).
+    fn read_header(&mut self, up: &mut Pipe) -> bool {
+        use crate::proxy_protocol::{Parsed, header_v2, parse};
+        match parse(&up.buf[up.start..up.end]) {
+            Parsed::Partial => !up.eof && up.end < up.buf.len(),
+            Parsed::Bad => false,
+            Parsed::Done { len, addresses } => {
+                up.start += len;
+                if up.start == up.end {
+                    (up.start, up.end) = (0, 0);
+                }
+                self.expect = false;
+                if self.send {
+                    let (client, to) = addresses.unwrap_or((self.client, self.listener));
+                    self.prefix = header_v2(client, to);
+                }
+                true
+            }
+        }
     }
 }
 
@@ -67,6 +121,8 @@ struct Session {
     connect_timeout: Duration,
     /// Where the two buffers go back when the session ends, however it ends.
     pool: SharedPool,
+    /// PROXY protocol headers still to read or send.
+    proxying: Option<Box<Proxying>>,
 }
 
 impl Session {
@@ -175,7 +231,7 @@ impl TcpProxy {
 
     fn accept(&mut self, registry: &Registry, state: &ConfigState, token: Token) {
         loop {
-            let Some((addr, front, _)) = crate::listening::accept(&self.listeners, token, &mut self.accept_retry)
+            let Some((addr, front, client)) = crate::listening::accept(&self.listeners, token, &mut self.accept_retry)
             else {
                 return;
             };
@@ -204,6 +260,9 @@ impl TcpProxy {
             candidates.reverse(); // pop() takes the next candidate
             let Some(back) = self.connect_next(&cluster, &mut candidates) else { continue };
             let Some([up, down]) = self.pool.borrow_mut().take_pair() else { continue };
+            let proxying = Proxying::new(state, &cluster, addr, client).map(Box::new);
+            let mut up = Pipe::new(up);
+            up.hold = proxying.is_some();
             let mut session = Session {
                 front,
                 back: back.1,
@@ -216,7 +275,7 @@ impl TcpProxy {
                 backend: back.0,
                 backend_addr: back.2,
                 candidates,
-                up: Pipe::new(up),
+                up,
                 down: Pipe::new(down),
                 last_front: now,
                 last_back: now,
@@ -225,6 +284,7 @@ impl TcpProxy {
                 back_timeout,
                 connect_timeout,
                 pool: self.pool.clone(),
+                proxying,
             };
             let _ = registry.register(
                 &mut session.front,
@@ -294,6 +354,13 @@ impl TcpProxy {
         let mut done = false;
         loop {
             let mut progress = false;
+            if let Some(p) = s.proxying.as_deref_mut() {
+                proxy_headers(p, &mut s.back, &mut s.up, &mut progress, &mut done);
+                if !p.expect && p.prefix.is_empty() {
+                    s.proxying = None;
+                    s.up.hold = false;
+                }
+            }
             let (a, b) =
                 copy(&mut s.front, (&mut s.front_ready, s.front_hup), &mut s.back, &mut s.up, &mut progress, &mut done);
             let (c, d) =
@@ -417,7 +484,7 @@ fn copy(
             Err(_) => *done = true,
         }
     }
-    if pipe.start < pipe.end {
+    if pipe.start < pipe.end && !pipe.hold {
         match to.write(&pipe.buf[pipe.start..pipe.end]) {
             Ok(n) => {
                 pipe.start += n;
@@ -433,10 +500,37 @@ fn copy(
             Err(_) => *done = true,
         }
     }
-    if pipe.eof && pipe.start == pipe.end && !pipe.shut {
+    if pipe.eof && pipe.start == pipe.end && !pipe.shut && !pipe.hold {
         let _ = to.shutdown(Shutdown::Write);
         pipe.shut = true;
         *progress = true;
     }
     (read, written)
+}
+
+/// The PROXY protocol's part of a turn: the client's header read once it is whole (or
+/// the session ended when it is malformed or does not come), then ours written to the
+/// backend before any byte of the client's.
+fn proxy_headers(p: &mut Proxying, back: &mut TcpStream, up: &mut Pipe, progress: &mut bool, done: &mut bool) {
+    if p.expect && up.end > up.start {
+        if !p.read_header(up) {
+            *done = true;
+            return;
+        }
+        *progress |= !p.expect;
+    } else if p.expect && up.eof {
+        *done = true; // the client ended before any header
+        return;
+    }
+    if !p.expect && !p.prefix.is_empty() {
+        match back.write(&p.prefix) {
+            Ok(n) => {
+                p.prefix.drain(..n);
+                *progress |= n > 0;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => *progress = true,
+            Err(_) => *done = true,
+        }
+    }
 }

@@ -1,7 +1,10 @@
-//! Cluster policies the workers apply to HTTP traffic: sticky sessions and the
-//! redirection to HTTPS.
+//! Policies the workers apply to traffic: sticky sessions, the redirection to HTTPS,
+//! and the PROXY protocol (read from clients, sent to TCP backends).
+
+use std::io::{Read, Write};
 
 use crate::http::{Client, http_master};
+use crate::support::tcp_master;
 
 /// `GET path` for `host` with `cookie` as the `Cookie` field.
 fn get_with_cookie(c: &mut Client, host: &str, path: &str, cookie: &str) -> crate::http::Answer {
@@ -95,4 +98,98 @@ fn https_redirect_answers_301_to_the_same_address_over_https_and_keeps_the_conne
     // without the flag, the cluster's backends answer again
     m.ok(&["cluster", "add", "-i", "api"]);
     assert_eq!(Client::connect(m.http_port).get("api.test", "/").status, 200);
+}
+
+/// Sends `body` through the TCP listener `port`, ends the write side, and returns
+/// every byte that comes back (the test backends answer `<name>:` and what they read).
+fn tcp_call_raw(port: u16, body: &[u8]) -> Vec<u8> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    c.write_all(body).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out); // a refused header may end in a reset
+    out
+}
+
+/// (source, destination) of the PROXY version 2 header (TCP over IPv4) at the start of
+/// `bytes`, and what follows it.
+fn v2_header(bytes: &[u8]) -> (std::net::SocketAddr, std::net::SocketAddr, &[u8]) {
+    assert_eq!(&bytes[..12], b"\r\n\r\n\0\r\nQUIT\n", "{bytes:?}");
+    assert_eq!((bytes[12], bytes[13]), (0x21, 0x11), "version 2, PROXY, TCP over IPv4");
+    assert_eq!(u16::from_be_bytes([bytes[14], bytes[15]]), 12);
+    let ip = |b: &[u8]| std::net::IpAddr::from([b[0], b[1], b[2], b[3]]);
+    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    let src = std::net::SocketAddr::new(ip(&bytes[16..20]), port(&bytes[24..26]));
+    let dst = std::net::SocketAddr::new(ip(&bytes[20..24]), port(&bytes[26..28]));
+    (src, dst, &bytes[28..])
+}
+
+#[test]
+fn tcp_backends_get_a_proxy_header_and_clients_that_send_one_have_it_read() {
+    let m = tcp_master("tcpproxyproto");
+    let port = m.tcp_port;
+    let listener = format!("127.0.0.1:{port}");
+    // the cluster sends a header: this connection's addresses, then the client's bytes
+    m.ok(&["cluster", "add", "-i", "db", "--send-proxy"]);
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    c.write_all(b"hello").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let (src, dst, rest) = v2_header(&out[3..]);
+    assert_eq!((src, dst, rest), (c.local_addr().unwrap(), listener.parse().unwrap(), &b"hello"[..]));
+    // the listener expects one (version 1 here): the backend's header names its client
+    m.ok(&["listener", "tcp", "update", "-a", &listener, "--expect-proxy"]);
+    let header = format!("PROXY TCP4 192.0.2.7 127.0.0.1 40000 {port}\r\n");
+    let out = tcp_call_raw(port, format!("{header}hello").as_bytes());
+    let (src, _, rest) = v2_header(&out[3..]);
+    assert_eq!((src, rest), ("192.0.2.7:40000".parse().unwrap(), &b"hello"[..]));
+    // without the cluster's header, the client's is taken off, whole or in pieces
+    m.ok(&["cluster", "add", "-i", "db"]);
+    let out = tcp_call_raw(port, format!("{header}hello").as_bytes());
+    assert_eq!(&out[2..], b":hello", "{}", String::from_utf8_lossy(&out));
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    for piece in [&header.as_bytes()[..9], &header.as_bytes()[9..], b"hel", b"lo"] {
+        c.write_all(piece).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    assert_eq!(&out[2..], b":hello");
+    // no header, or a malformed one: closed, and nothing reaches a backend
+    for bad in [&b"hello"[..], b"PROXY TCP4 192.0.2.7 nowhere 1 2\r\nhello"] {
+        assert_eq!(tcp_call_raw(port, bad), b"", "{}", String::from_utf8_lossy(bad));
+    }
+    m.ok(&["listener", "tcp", "update", "-a", &listener, "--no-expect-proxy"]);
+    assert_eq!(tcp_call_raw(port, b"hello")[2..], *b":hello");
+}
+
+#[test]
+fn an_http_listener_with_expect_proxy_forwards_the_client_its_header_names() {
+    let (m, _, _) = http_master("httpproxyproto", "");
+    let port = m.http_port;
+    m.ok(&["listener", "http", "update", "-a", &format!("127.0.0.1:{port}"), "--expect-proxy"]);
+    // version 1, then two requests on the connection: both from the header's client
+    let mut c = Client::connect(port);
+    c.send(format!("PROXY TCP4 192.0.2.7 127.0.0.1 40000 {port}\r\n").as_bytes());
+    for _ in 0..2 {
+        let text = c.get("api.test", "/").text();
+        assert!(text.contains("xff=192.0.2.7 ") && text.contains("fwd=for=192.0.2.7;"), "{text}");
+    }
+    // version 2, in the same packet as the request
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    header.extend([198, 51, 100, 9, 127, 0, 0, 1, 0x9c, 0x40]);
+    header.extend(port.to_be_bytes());
+    let mut c = Client::connect(port);
+    c.send(&[header.as_slice(), b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n"].concat());
+    let text = c.answer().expect("an answer").text();
+    assert!(text.contains("xff=198.51.100.9 "), "{text}");
+    // a client without a header is not answered
+    let mut c = Client::connect(port);
+    c.send(b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n");
+    assert!(c.answer().is_none());
 }

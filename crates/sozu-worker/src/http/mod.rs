@@ -258,7 +258,9 @@ impl HttpProxy {
                 },
             );
             let custom = listener_answers(state, addr);
-            self.sessions.insert(id, Session::new(front, client, addr, (timeouts, custom), Instant::now()));
+            let expect_proxy = state.http_listener(addr).is_some_and(|l| l.expect_proxy);
+            self.sessions
+                .insert(id, Session::new(front, client, addr, (timeouts, custom), expect_proxy, Instant::now()));
         }
     }
 

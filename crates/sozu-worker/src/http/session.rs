@@ -14,6 +14,7 @@ use super::framing::BodyTracker;
 use super::head::{MAX_HEAD, Parsed, RequestHead, parse_request, parse_response};
 use super::io::{Io, read_into, write_from};
 use super::policies::Sticky;
+pub(super) use crate::counters::SessionCounts as Counts;
 
 /// What the proxy gives a session for one `step`.
 pub(super) struct Context<'a> {
@@ -58,24 +59,6 @@ pub(super) enum Step {
     Closed,
     /// A request head arrived: route it and step again.
     Route(RequestHead),
-}
-
-/// Counts gathered since the proxy last took them.
-#[derive(Default)]
-pub(super) struct Counts {
-    pub bytes_in: i64,
-    pub bytes_out: i64,
-    /// Requests and connections sent to `backend`.
-    pub requests: i64,
-    pub connections: i64,
-    pub connect_errors: Vec<(String, String, SocketAddr)>,
-    /// Connects that succeeded, and connections to a backend that closed.
-    pub connected: Vec<(String, String, SocketAddr)>,
-    pub closed: Vec<(String, String)>,
-    /// Answers of our own.
-    pub answers: Vec<u16>,
-    /// (cluster, backend) the counts above belong to.
-    pub backend: Option<(String, String)>,
 }
 
 struct Back {
@@ -159,6 +142,9 @@ pub(super) struct Session {
     pub charged: bool,
     /// Idle, with a request possibly waiting to be read, but no buffer was left.
     pub waiting: bool,
+    /// The listener's `expect_proxy`: the connection starts with a PROXY protocol
+    /// header, not read yet; its client address is the one the forwarding headers name.
+    expect_proxy: bool,
 }
 
 impl Session {
@@ -167,6 +153,7 @@ impl Session {
         client: SocketAddr,
         listener: SocketAddr,
         (timeouts, listener_answers): (Timeouts, Option<Custom>),
+        expect_proxy: bool,
         now: Instant,
     ) -> Self {
         Session {
@@ -193,6 +180,7 @@ impl Session {
             counts: Counts::default(),
             charged: false,
             waiting: false,
+            expect_proxy,
         }
     }
 
@@ -428,6 +416,19 @@ impl Session {
             // not cut it (that would race with the client's next request): its next
             // response says `Connection: close`, or front_timeout ends it.
             return if self.front_eof { Err(()) } else { Ok(None) };
+        }
+        if self.expect_proxy {
+            // not an HTTP client when the header is malformed: closed without an answer
+            let Some(client) = crate::proxy_protocol::take_header(&mut self.inbuf, self.front_eof)? else {
+                return Ok(None);
+            };
+            self.expect_proxy = false;
+            if let Some(client) = client {
+                self.forwarding = super::head::Forwarding::new(client, self.listener);
+            }
+            if self.inbuf.is_empty() {
+                return if self.front_eof { Err(()) } else { Ok(None) };
+            }
         }
         match parse_request(&self.inbuf) {
             Parsed::Done(head) => Ok(Some(head)),
