@@ -256,6 +256,13 @@ pub enum ClusterCmd {
         /// HTTP response (`HTTP/1.1 503 Busy\r\n\r\nbody`) or just a body. Repeatable.
         #[arg(long = "answer", value_name = "CODE=TEMPLATE")]
         answers: Vec<String>,
+        /// The realm a 401 of this cluster's frontends names (the default: the cluster id).
+        #[arg(long, value_name = "REALM")]
+        www_authenticate: Option<String>,
+        /// Credentials its frontends with --required-auth accept:
+        /// `user:hex(sha256(password))`. Repeatable.
+        #[arg(long = "authorized-hash", value_name = "USER:SHA256")]
+        authorized_hashes: Vec<String>,
     },
     /// Remove a cluster with its frontends and backends.
     Remove {
@@ -348,8 +355,59 @@ pub struct HttpRoute {
     /// Tags, 'k=v, k2=v2'.
     #[arg(long)]
     pub tags: Option<String>,
+    #[command(flatten)]
+    pub policy: FrontendPolicy,
     #[command(subcommand)]
     pub route: Route,
+}
+
+/// What a frontend answers itself instead of forwarding.
+#[derive(Debug, Args)]
+pub struct FrontendPolicy {
+    /// `permanent`: answer a 301 to the address the --redirect-scheme and --rewrite-*
+    /// options make of the request's; `unauthorized`: answer a 401 asking for
+    /// credentials; `forward` (the default): send to the cluster.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub redirect: Option<Redirect>,
+    /// The scheme of that redirection (the default: the request's, http).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub redirect_scheme: Option<Scheme>,
+    /// The redirection's answer: a whole HTTP response or a body, or `file:///path`
+    /// (its `Location` is ours).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub redirect_template: Option<String>,
+    /// The host of the redirection (the default: the request's).
+    #[arg(long)]
+    pub rewrite_host: Option<String>,
+    /// The path of the redirection (the default: the request's, with its query).
+    #[arg(long)]
+    pub rewrite_path: Option<String>,
+    /// The port of the redirection.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rewrite_port: Option<u16>,
+    /// Requests need Basic credentials among the cluster's --authorized-hash ones
+    /// (otherwise: 401).
+    #[arg(long)]
+    pub required_auth: bool,
+}
+
+/// A frontend's redirection policy.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Redirect {
+    Forward,
+    Permanent,
+    Unauthorized,
+}
+
+/// The scheme of a frontend's redirection.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Scheme {
+    #[value(name = "use-same")]
+    Same,
+    #[value(name = "use-http")]
+    Http,
+    #[value(name = "use-https")]
+    Https,
 }
 
 #[derive(Debug, Subcommand)]
@@ -366,9 +424,9 @@ pub enum Route {
 #[derive(Debug, Subcommand)]
 pub enum HttpFrontendCmd {
     /// Add an HTTP frontend.
-    Add(HttpRoute),
+    Add(Box<HttpRoute>),
     /// Remove an HTTP frontend.
-    Remove(HttpRoute),
+    Remove(Box<HttpRoute>),
 }
 
 #[derive(Debug, Subcommand)]

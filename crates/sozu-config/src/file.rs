@@ -79,6 +79,8 @@ pub(crate) struct FileCluster {
     pub https_redirect: Option<bool>,
     pub https_redirect_port: Option<i64>,
     pub send_proxy: Option<bool>,
+    pub authorized_hashes: Option<Vec<String>>,
+    pub www_authenticate: Option<String>,
     pub answer_503: Option<String>,
     pub frontends: Option<Vec<FileFrontend>>,
     pub backends: Option<Vec<FileBackend>>,
@@ -93,6 +95,13 @@ pub(crate) struct FileFrontend {
     pub method: Option<String>,
     pub position: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
+    pub redirect: Option<String>,
+    pub redirect_scheme: Option<String>,
+    pub redirect_template: Option<String>,
+    pub rewrite_host: Option<String>,
+    pub rewrite_path: Option<String>,
+    pub rewrite_port: Option<i64>,
+    pub required_auth: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -578,6 +578,8 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
             None => None,
         },
         proxy_protocol: c.send_proxy.unwrap_or(false).then_some(sozu_proto::ProxyProtocolConfig::SendHeader as i32),
+        authorized_hashes: c.authorized_hashes.clone().unwrap_or_default(),
+        www_authenticate: c.www_authenticate.clone(),
         load_balancing: lb as i32,
         answer_503: match &c.answer_503 {
             Some(path) => Some(answer_file(&format!("{key}.answer_503"), path, base)?),
@@ -631,6 +633,46 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
                         method: f.method.clone(),
                         position: position as i32,
                         tags,
+                        redirect: match f.redirect.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                            None | Some("FORWARD") => None,
+                            Some("PERMANENT") => Some(sozu_proto::RedirectPolicy::Permanent as i32),
+                            Some("UNAUTHORIZED") => Some(sozu_proto::RedirectPolicy::Unauthorized as i32),
+                            Some(other) => {
+                                return Err(err(
+                                    format!("{fk}.redirect"),
+                                    format!("{other:?}; allowed: FORWARD, PERMANENT, UNAUTHORIZED"),
+                                ));
+                            }
+                        },
+                        redirect_scheme: match f.redirect_scheme.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                            None | Some("USE_SAME") => None,
+                            Some("USE_HTTP") => Some(sozu_proto::RedirectScheme::UseHttp as i32),
+                            Some("USE_HTTPS") => Some(sozu_proto::RedirectScheme::UseHttps as i32),
+                            Some(other) => {
+                                return Err(err(
+                                    format!("{fk}.redirect_scheme"),
+                                    format!("{other:?}; allowed: USE_SAME, USE_HTTP, USE_HTTPS"),
+                                ));
+                            }
+                        },
+                        redirect_template: match &f.redirect_template {
+                            Some(path) => Some(answer_file(&format!("{fk}.redirect_template"), path, base)?),
+                            None => None,
+                        },
+                        rewrite_host: f.rewrite_host.clone(),
+                        rewrite_path: f.rewrite_path.clone(),
+                        rewrite_port: match f.rewrite_port {
+                            Some(p) => {
+                                let k = format!("{fk}.rewrite_port");
+                                let port: u16 = int(&k, Some(p), 80, "1 to 65535")?;
+                                if port == 0 {
+                                    return Err(err(k, "0 is out of range; allowed: 1 to 65535"));
+                                }
+                                Some(u32::from(port))
+                            }
+                            None => None,
+                        },
+                        required_auth: f.required_auth.filter(|r| *r),
                         ..Default::default()
                     }))
                     .into(),

@@ -112,6 +112,16 @@ fn invalid_values_name_the_key_and_what_is_allowed() {
             "clusters.a.https_redirect_port",
             "out of range",
         ),
+        (
+            "[clusters.a]\nprotocol = \"http\"\nfrontends = [{ address = \"127.0.0.1:1\", hostname = \"h\", redirect = \"LATER\" }]",
+            "clusters.a.frontends[0].redirect",
+            "allowed: FORWARD, PERMANENT, UNAUTHORIZED",
+        ),
+        (
+            "[clusters.a]\nprotocol = \"http\"\nfrontends = [{ address = \"127.0.0.1:1\", hostname = \"h\", redirect_scheme = \"FTP\" }]",
+            "clusters.a.frontends[0].redirect_scheme",
+            "allowed: USE_SAME",
+        ),
         ("command_allowed_uids = [-1]", "command_allowed_uids", "not a uid"),
         ("worker_count = \"two\"", "config.toml", "invalid type"),
         ("this is not toml", "config.toml", "invalid TOML"),
@@ -121,6 +131,27 @@ fn invalid_values_name_the_key_and_what_is_allowed() {
         assert!(e.key.contains(key), "{text}: key {} (wanted {key})", e.key);
         assert!(e.message.contains(message), "{text}: {} (wanted {message})", e.message);
     }
+}
+
+#[test]
+fn frontend_and_cluster_policies_reach_their_requests() {
+    let c = parse(
+        "[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:5\"\n[clusters.web]\nprotocol = \"http\"\n\
+         authorized_hashes = [\"alice:00\"]\nwww_authenticate = \"staff\"\nsend_proxy = true\n\
+         frontends = [{ address = \"127.0.0.1:5\", hostname = \"h\", redirect = \"permanent\", redirect_scheme = \"use_https\", rewrite_host = \"n\", rewrite_port = 8443, required_auth = true }]\n",
+    )
+    .unwrap();
+    let requests = c.requests();
+    let Some(R::AddCluster(cluster)) = &requests[1].request_type else { panic!("{requests:?}") };
+    assert_eq!(
+        (cluster.authorized_hashes.as_slice(), cluster.www_authenticate.as_deref()),
+        (&["alice:00".to_string()][..], Some("staff"))
+    );
+    assert_eq!(cluster.proxy_protocol, Some(sozu_proto::ProxyProtocolConfig::SendHeader as i32));
+    let Some(R::AddHttpFrontend(f)) = &requests[2].request_type else { panic!("{requests:?}") };
+    assert_eq!(f.redirect, Some(sozu_proto::RedirectPolicy::Permanent as i32));
+    assert_eq!(f.redirect_scheme, Some(sozu_proto::RedirectScheme::UseHttps as i32));
+    assert_eq!((f.rewrite_host.as_deref(), f.rewrite_port, f.required_auth), (Some("n"), Some(8443), Some(true)));
 }
 
 #[test]

@@ -54,8 +54,24 @@ impl ConfigState {
         host: &str,
         path: &str,
         method: &str,
-        mut regex: impl FnMut(&str, &str) -> bool,
+        regex: impl FnMut(&str, &str) -> bool,
     ) -> Option<Route<'_>> {
+        self.http_frontend_for(address, host, path, method, regex).map(|f| match f.cluster_id.as_deref() {
+            Some(id) => Route::Cluster(id),
+            None => Route::Deny,
+        })
+    }
+
+    /// The frontend that routes a request, by the order [`Self::http_route`] gives:
+    /// for what the frontend asks beyond its cluster (a redirection, authentication).
+    pub fn http_frontend_for(
+        &self,
+        address: SocketAddr,
+        host: &str,
+        path: &str,
+        method: &str,
+        mut regex: impl FnMut(&str, &str) -> bool,
+    ) -> Option<&RequestHttpFrontend> {
         let lower;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             lower = host.to_ascii_lowercase();
@@ -101,10 +117,7 @@ impl ConfigState {
                 }
             }
         }
-        best.map(|(_, f)| match f.cluster_id.as_deref() {
-            Some(id) => Route::Cluster(id),
-            None => Route::Deny,
-        })
+        best.map(|(_, f)| f)
     }
 }
 

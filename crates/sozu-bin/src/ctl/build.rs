@@ -34,6 +34,27 @@ fn http_frontend(r: &HttpRoute) -> anyhow::Result<RequestHttpFrontend> {
         method: r.method.clone(),
         position: RulePosition::Tree as i32,
         tags: tags(&r.tags)?,
+        redirect: r.policy.redirect.map(|p| match p {
+            Redirect::Forward => RedirectPolicy::Forward as i32,
+            Redirect::Permanent => RedirectPolicy::Permanent as i32,
+            Redirect::Unauthorized => RedirectPolicy::Unauthorized as i32,
+        }),
+        redirect_scheme: r.policy.redirect_scheme.map(|s| match s {
+            Scheme::Same => RedirectScheme::UseSame as i32,
+            Scheme::Http => RedirectScheme::UseHttp as i32,
+            Scheme::Https => RedirectScheme::UseHttps as i32,
+        }),
+        redirect_template: match &r.policy.redirect_template {
+            Some(t) => Some(match t.strip_prefix("file://") {
+                Some(path) => answer_file("--redirect-template", std::path::Path::new(path))?,
+                None => t.clone(),
+            }),
+            None => None,
+        },
+        rewrite_host: r.policy.rewrite_host.clone(),
+        rewrite_path: r.policy.rewrite_path.clone(),
+        rewrite_port: r.policy.rewrite_port.map(u32::from),
+        required_auth: r.policy.required_auth.then_some(true),
         ..Default::default()
     })
 }
@@ -219,6 +240,8 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
                 expect_proxy,
                 load_balancing_policy,
                 answers,
+                www_authenticate,
+                authorized_hashes,
             } => {
                 let proxy_protocol = match (send_proxy, expect_proxy) {
                     (true, _) => Some(ProxyProtocolConfig::SendHeader as i32),
@@ -239,6 +262,8 @@ pub fn build_request(command: &Command) -> anyhow::Result<Request> {
                     proxy_protocol,
                     load_balancing: lb as i32,
                     answers: cluster_answers(answers)?,
+                    www_authenticate: www_authenticate.clone(),
+                    authorized_hashes: authorized_hashes.clone(),
                     ..Default::default()
                 }))
             }

@@ -193,3 +193,57 @@ fn an_http_listener_with_expect_proxy_forwards_the_client_its_header_names() {
     c.send(b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n");
     assert!(c.answer().is_none());
 }
+
+/// `GET /` for `host` with `authorization` as the `Authorization` field.
+fn get_with_credentials(c: &mut Client, host: &str, authorization: &str) -> crate::http::Answer {
+    c.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n\r\n").as_bytes());
+    c.answer().expect("an answer")
+}
+
+#[test]
+fn frontends_redirect_refuse_and_ask_for_credentials_before_any_backend() {
+    // sha256("s3cret"); base64 of alice:s3cret, alice:wrong, bob:s3cret
+    let hash = "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0";
+    let extra = format!(
+        "[clusters.vault]\nprotocol = \"http\"\nauthorized_hashes = [\"alice:{hash}\"]\nwww_authenticate = \"vault\"\n\
+         frontends = [{{ address = \"127.0.0.1:HTTP_PORT\", hostname = \"vault.test\", required_auth = true }}]\n"
+    );
+    let (m, b1, _) = http_master("httpfrontpolicy", &extra);
+    m.ok(&["backend", "add", "-i", "vault", "--backend-id", "v1", "-a", &format!("127.0.0.1:{b1}")]);
+    let listener = format!("127.0.0.1:{}", m.http_port);
+    let add = |host: &str, options: &[&str]| {
+        let mut args = vec!["frontend", "http", "add", "-a", &listener, "--hostname", host];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&["id", "api"]);
+        m.ok(&args);
+    };
+    add("old.test", &["--redirect", "permanent", "--redirect-scheme", "use-https", "--rewrite-host", "new.test"]);
+    add("moved.test", &["--redirect", "permanent", "--rewrite-path", "/new/", "--rewrite-port", "8080"]);
+    add("tpl.test", &["--redirect", "permanent", "--redirect-template", "HTTP/1.1 301 Gone\r\nLocation: x\r\n\r\nbye"]);
+    add("closed.test", &["--redirect", "unauthorized"]);
+    add("private.test", &["--required-auth"]);
+    let mut c = Client::connect(m.http_port);
+    let a = c.get("old.test", "/x?y=1");
+    assert_eq!((a.status, a.header("location")), (301, Some("https://new.test/x?y=1")));
+    let a = c.get("moved.test", "/x");
+    assert_eq!((a.status, a.header("location")), (301, Some("http://moved.test:8080/new/")));
+    // plain HTTP keeps the port the client reached
+    let a = c.get("tpl.test", "/p");
+    let here = format!("http://tpl.test:{}/p", m.http_port);
+    assert_eq!((a.status, a.header("location"), a.text().as_str()), (301, Some(here.as_str()), "bye"));
+    // UNAUTHORIZED, in the cluster's realm (its id when it names none)
+    let a = c.get("closed.test", "/");
+    assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Basic realm=\"api\"")));
+    // required_auth without credentials of the cluster's: 401, and the backend never sees it
+    let a = c.get("private.test", "/");
+    assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Basic realm=\"api\"")));
+    for wrong in ["Basic YWxpY2U6d3Jvbmc=", "Basic Ym9iOnMzY3JldA==", "Basic !!!", "Bearer YWxpY2U6czNjcmV0"] {
+        assert_eq!(get_with_credentials(&mut c, "vault.test", wrong).status, 401, "{wrong}");
+    }
+    let a = get_with_credentials(&mut c, "vault.test", "Basic YWxpY2U6czNjcmV0");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = c.get("vault.test", "/");
+    assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Basic realm=\"vault\"")));
+    // the plain frontend of the same cluster still forwards, on the same connection
+    assert_eq!(c.get("api.test", "/").status, 200);
+}

@@ -6,8 +6,8 @@
 //! its body are kept), or just a body (`content-type: text/html`). Either way we write the
 //! framing headers ourselves (`content-length`, `connection`; a template's own are
 //! dropped), so a custom answer cannot break the framing. A redirection's `Location`
-//! is ours too (a `301` template's own is replaced). Other template variables
-//! (`%REQUEST_ID` …) are sent as written.
+//! and a challenge's `WWW-Authenticate` are ours too (a template's own is replaced).
+//! Other template variables (`%REQUEST_ID` …) are sent as written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,13 +36,13 @@ pub(crate) fn custom<'a>(
 }
 
 /// A complete response with our short text body, or the operator's `custom` one;
-/// `close` adds `Connection: close`, `location` a `Location` field (a redirection's; it
-/// replaces a template's own).
-pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>, location: Option<&str>) -> Vec<u8> {
+/// `close` adds `Connection: close`, `field` one more header field (a redirection's
+/// `Location`, a challenge's `WWW-Authenticate`; it replaces a template's own).
+pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>, field: Option<(&str, &str)>) -> Vec<u8> {
     let (reason, body) = match status {
-        301 => ("Moved Permanently", "This address is served over HTTPS."),
+        301 => ("Moved Permanently", "This address moved."),
         400 => ("Bad Request", "The request is malformed or over a size limit."),
-        401 => ("Unauthorized", "This address is not served."),
+        401 => ("Unauthorized", "This address is not served without credentials."),
         404 => ("Not Found", "No frontend matches this host and path."),
         408 => ("Request Timeout", "The request took too long to arrive."),
         502 => ("Bad Gateway", "The backend failed to answer properly."),
@@ -51,18 +51,18 @@ pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>, locati
         _ => ("Error", "Error."),
     };
     let connection = if close { "connection: close\r\n" } else { "" };
-    let location = location.map(|l| format!("location: {l}\r\n")).unwrap_or_default();
+    let extra = field.map(|(name, value)| format!("{name}: {value}\r\n")).unwrap_or_default();
     if let Some((status_line, headers, body)) = custom.and_then(template) {
         let mut out = format!("{status_line}\r\n");
         for h in headers {
-            let relocated =
-                !location.is_empty() && h.split(':').next().is_some_and(|n| n.eq_ignore_ascii_case("location"));
-            if !relocated {
+            let replaced =
+                field.is_some_and(|(name, _)| h.split(':').next().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+            if !replaced {
                 out.push_str(h);
                 out.push_str("\r\n");
             }
         }
-        out.push_str(&location);
+        out.push_str(&extra);
         out.push_str(&format!("content-length: {}\r\n{connection}\r\n", body.len()));
         out.push_str(body);
         return out.into_bytes();
@@ -72,7 +72,7 @@ pub(crate) fn answer_with(status: u16, close: bool, custom: Option<&str>, locati
         None => ("text/plain; charset=utf-8", format!("{body}\n")),
     };
     format!(
-        "HTTP/1.1 {status} {reason}\r\n{location}content-type: {kind}\r\ncontent-length: {}\r\n\
+        "HTTP/1.1 {status} {reason}\r\n{extra}content-type: {kind}\r\ncontent-length: {}\r\n\
          cache-control: no-cache\r\n{connection}\r\n{body}",
         body.len()
     )
@@ -181,13 +181,13 @@ mod tests {
     #[test]
     fn a_redirection_carries_our_location_even_in_a_template() {
         let url = "https://a.example:8443/x?y=1";
-        let text = String::from_utf8(super::answer_with(301, false, None, Some(url))).unwrap();
+        let text = String::from_utf8(super::answer_with(301, false, None, Some(("location", url)))).unwrap();
         assert!(
             text.starts_with("HTTP/1.1 301 Moved Permanently\r\nlocation: https://a.example:8443/x?y=1\r\n"),
             "{text}"
         );
         let t = "HTTP/1.1 301 Moved Permanently\r\nLocation: %REDIRECT_LOCATION\r\nX-A: b\r\n\r\n";
-        let bytes = super::answer_with(301, true, Some(t), Some(url));
+        let bytes = super::answer_with(301, true, Some(t), Some(("location", url)));
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(!text.contains("%REDIRECT_LOCATION"), "{text}");
         assert!(text.contains("X-A: b\r\nlocation: https://a.example:8443/x?y=1\r\n"), "{text}");

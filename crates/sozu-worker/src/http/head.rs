@@ -219,6 +219,11 @@ impl Forwarding {
 }
 
 impl RequestHead {
+    /// The value of the first `name` field (lower case), if it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
     /// The value of the first cookie named `name` in the `Cookie` fields (RFC 6265
     /// §5.4: `name=value` pairs separated by `;`).
     pub fn cookie(&self, name: &str) -> Option<&str> {

@@ -305,24 +305,36 @@ impl HttpProxy {
                 }
                 session::Step::Route(head) => {
                     let regexes = &mut self.regexes;
-                    let route = state.http_route(s.listener, &head.host, &head.path, &head.method, |pattern, path| {
-                        Self::regex_match(regexes, pattern, path)
-                    });
+                    let frontend =
+                        state.http_frontend_for(s.listener, &head.host, &head.path, &head.method, |pattern, path| {
+                            Self::regex_match(regexes, pattern, path)
+                        });
                     self.total.requests += 1;
-                    let routed = match route {
-                        None => session::Routed::Answer(404, None),
-                        Some(sozu_state::Route::Deny) => session::Routed::Answer(401, None),
-                        Some(sozu_state::Route::Cluster(cluster)) => {
-                            let config = state.cluster(cluster);
-                            let answers =
-                                config.and_then(|c| answers::custom(&c.answers, [(503, c.answer_503.as_ref())]));
+                    let config = frontend.and_then(|f| state.cluster(f.cluster_id.as_deref()?));
+                    let answers = config.and_then(|c| answers::custom(&c.answers, [(503, c.answer_503.as_ref())]));
+                    let policy = frontend.and_then(|f| {
+                        let l = state.http_listener(s.listener);
+                        // the port clients reach: the public address's, else the listener's
+                        let port =
+                            l.and_then(|l| l.public_address.as_ref()).map_or(s.listener.port(), |a| a.port as u16);
+                        policies::frontend_answer(f, config, &head, port)
+                    });
+                    let routed = match (frontend.map(|f| f.cluster_id.as_deref()), policy) {
+                        (_, Some(p)) => {
+                            let (status, field, template) = (p.status, p.field, p.template);
+                            session::Routed::Policy { status, field, answers, template }
+                        }
+                        (None, None) => session::Routed::Answer(404, None),
+                        (Some(None), None) => session::Routed::Answer(401, None),
+                        (Some(Some(cluster)), None) => {
                             let location = config.and_then(|c| policies::https_location(c, &head));
                             let mut candidates = match location {
                                 Some(_) => Vec::new(),
                                 None => self.balancer.order(state, cluster, ctx.now),
                             };
                             if let Some(location) = location {
-                                session::Routed::Redirect(location, answers)
+                                let field = ("location", location);
+                                session::Routed::Policy { status: 301, field, answers, template: None }
                             } else if candidates.is_empty() {
                                 session::Routed::Answer(503, answers)
                             } else {

@@ -1,24 +1,134 @@
-//! Cluster policies applied to a routed request before it goes to a backend: the
-//! redirection to HTTPS (`https_redirect`, `https_redirect_port`) and sticky sessions
-//! (`sticky_session`, the listener's `sticky_name`, the backends' `sticky_id`).
+//! Policies applied to a routed request before it goes to a backend: its frontend's
+//! (`redirect` = `PERMANENT` with `redirect_scheme`, `rewrite_host`, `rewrite_path`,
+//! `rewrite_port` and `redirect_template`; `redirect` = `UNAUTHORIZED`;
+//! `required_auth` against the cluster's `authorized_hashes`), then its cluster's (the
+//! redirection to HTTPS, `https_redirect` and `https_redirect_port`; sticky sessions,
+//! `sticky_session` with the listener's `sticky_name` and the backends' `sticky_id`).
 
 use std::net::SocketAddr;
 
 use sozu_state::ConfigState;
 
+use sozu_proto::{Cluster, RedirectPolicy, RedirectScheme, RequestHttpFrontend};
+
 use super::head::RequestHead;
+
+/// What a policy answers instead of forwarding: a status, its header field, and the
+/// frontend's own answer template (a redirection's `redirect_template`).
+pub(super) struct PolicyAnswer {
+    pub status: u16,
+    pub field: (&'static str, String),
+    pub template: Option<String>,
+}
+
+/// The answer the frontend `f` (of `cluster`) gives a request itself, if any: its
+/// redirection (`301` to the address its `rewrite_*` and `redirect_scheme` make of the
+/// request's; `port` is the one clients reached, kept for plain HTTP), a `401` for
+/// `UNAUTHORIZED`, or a `401` when it requires credentials and the request has none of
+/// the cluster's `authorized_hashes`.
+pub(super) fn frontend_answer(
+    f: &RequestHttpFrontend,
+    cluster: Option<&Cluster>,
+    head: &RequestHead,
+    port: u16,
+) -> Option<PolicyAnswer> {
+    match f.redirect.and_then(|r| RedirectPolicy::try_from(r).ok()) {
+        Some(RedirectPolicy::Permanent) => {
+            let https = f.redirect_scheme == Some(RedirectScheme::UseHttps as i32);
+            let host = f.rewrite_host.as_deref().filter(|h| h.bytes().all(host_byte) && !h.is_empty());
+            let path = f.rewrite_path.as_deref().filter(|p| p.starts_with('/') && p.bytes().all(target_byte));
+            let port = f
+                .rewrite_port
+                .or(if https { cluster.and_then(|c| c.https_redirect_port) } else { Some(u32::from(port)) })
+                .filter(|p| (1..=65535).contains(p) && *p != if https { 443 } else { 80 });
+            let location = format!(
+                "{}://{}{}{}",
+                if https { "https" } else { "http" },
+                host.unwrap_or(&head.host),
+                port.map(|p| format!(":{p}")).unwrap_or_default(),
+                path.unwrap_or(request_target(head)),
+            );
+            Some(PolicyAnswer { status: 301, field: ("location", location), template: f.redirect_template.clone() })
+        }
+        Some(RedirectPolicy::Unauthorized) => Some(challenge(cluster)),
+        _ if f.required_auth == Some(true) && !authorized(cluster, head) => Some(challenge(cluster)),
+        _ => None,
+    }
+}
+
+/// The request's target for a `Location` (`*` is not one: `/`).
+fn request_target(head: &RequestHead) -> &str {
+    if head.target.starts_with('/') { head.target.as_str() } else { "/" }
+}
+
+/// Bytes a host in a `Location` may hold (the parser's rule for `Host`).
+fn host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+}
+
+/// Bytes a path in a `Location` may hold: visible ASCII (no space, no control).
+fn target_byte(b: u8) -> bool {
+    b.is_ascii_graphic()
+}
+
+/// A `401` asking for Basic credentials in the cluster's realm: its `www_authenticate`,
+/// or its id (quotes, backslashes and control characters left out).
+fn challenge(cluster: Option<&Cluster>) -> PolicyAnswer {
+    let realm = cluster.map_or("sozu", |c| c.www_authenticate.as_deref().unwrap_or(&c.cluster_id));
+    let realm: String = realm.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+    PolicyAnswer { status: 401, field: ("www-authenticate", format!("Basic realm=\"{realm}\"")), template: None }
+}
+
+/// Whether the request's `Authorization: Basic` credentials are among the cluster's
+/// `authorized_hashes` (`user:hex(sha256(password))`, as Sōzu keeps them). Every entry
+/// is compared, in constant time, whatever matched before.
+fn authorized(cluster: Option<&Cluster>, head: &RequestHead) -> bool {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let Some(value) = head.header("authorization") else { return false };
+    let Some((scheme, token)) = value.trim().split_once(' ') else { return false };
+    if !scheme.eq_ignore_ascii_case("basic") || token.len() > 4096 {
+        return false;
+    }
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let Ok(decoded) = engine.decode(token.trim()) else { return false };
+    let Some(colon) = decoded.iter().position(|b| *b == b':') else { return false };
+    let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+    let mut candidate = user.to_vec();
+    candidate.push(b':');
+    for byte in Sha256::digest(password) {
+        candidate.extend_from_slice(format!("{byte:02x}").as_bytes());
+    }
+    let mut found = false;
+    for entry in cluster.map(|c| c.authorized_hashes.as_slice()).unwrap_or_default() {
+        let entry = match entry.rsplit_once(':') {
+            Some((user, hash)) => [user.as_bytes(), b":", hash.to_ascii_lowercase().as_bytes()].concat(),
+            None => continue,
+        };
+        found |= constant_time_eq(&entry, &candidate);
+    }
+    found
+}
+
+/// Equality whose time depends on the lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// Where a cluster with `https_redirect` sends a request: the same host and target over
 /// HTTPS, on `https_redirect_port` when it is set and not 443. `None` without it.
-pub(super) fn https_location(cluster: &sozu_proto::Cluster, head: &RequestHead) -> Option<String> {
+pub(super) fn https_location(cluster: &Cluster, head: &RequestHead) -> Option<String> {
     if !cluster.https_redirect {
         return None;
     }
     let port = cluster.https_redirect_port.filter(|p| *p != 443).map(|p| format!(":{p}")).unwrap_or_default();
     // the host is checked by the parser (letters, digits, `.-_[]:`) and the target holds
     // no space or control byte: nothing here can break the header line
-    let target = if head.target.starts_with('/') { head.target.as_str() } else { "/" };
-    Some(format!("https://{}{port}{target}", head.host))
+    Some(format!("https://{}{port}{}", head.host, request_target(head)))
 }
 
 /// The sticky session of a request to `cluster` (which has `sticky_session`): the
@@ -86,7 +196,92 @@ impl Sticky {
 
 #[cfg(test)]
 mod tests {
-    use super::Sticky;
+    use super::super::head::{Parsed, parse_request};
+    use super::*;
+
+    fn head(extra: &str) -> RequestHead {
+        let Parsed::Done(h) = parse_request(format!("GET /a?b HTTP/1.1\r\nHost: h.test\r\n{extra}\r\n").as_bytes())
+        else {
+            panic!()
+        };
+        h
+    }
+
+    fn cluster() -> Cluster {
+        Cluster {
+            cluster_id: "c".into(),
+            // sha256("s3cret"), an upper-case copy of it, a malformed entry
+            authorized_hashes: vec![
+                "nobody".into(),
+                "alice:1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0".into(),
+                "carol:1EC1C26B50D5D3C58D9583181AF8076655FE00756BF7285940BA3670F99FCBA0".into(),
+            ],
+            www_authenticate: Some("a \"quoted\"\r\nrealm".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn basic_credentials_match_a_user_and_the_sha256_of_its_password() {
+        let c = cluster();
+        for (value, ok) in [
+            ("Basic YWxpY2U6czNjcmV0", true),  // alice:s3cret
+            ("basic YWxpY2U6czNjcmV0", true),  // the scheme is case-insensitive
+            ("Basic Y2Fyb2w6czNjcmV0", true),  // carol:s3cret, an upper-case hex entry
+            ("Basic YWxpY2U6d3Jvbmc=", false), // alice:wrong
+            ("Basic Ym9iOnMzY3JldA==", false), // bob:s3cret
+            ("Basic YWxpY2U", false),          // no colon
+            ("Basic %%%", false),
+            ("Digest YWxpY2U6czNjcmV0", false),
+        ] {
+            assert_eq!(authorized(Some(&c), &head(&format!("Authorization: {value}\r\n"))), ok, "{value}");
+        }
+        assert!(!authorized(Some(&c), &head("")));
+        assert!(!authorized(None, &head("Authorization: Basic YWxpY2U6czNjcmV0\r\n")));
+    }
+
+    #[test]
+    fn a_challenge_names_a_realm_that_cannot_break_its_line() {
+        let p = challenge(Some(&cluster()));
+        assert_eq!(
+            (p.status, p.field.0, p.field.1.as_str()),
+            (401, "www-authenticate", "Basic realm=\"a quotedrealm\"")
+        );
+        let plain = Cluster { cluster_id: "shop".into(), ..Default::default() };
+        assert_eq!(challenge(Some(&plain)).field.1, "Basic realm=\"shop\"");
+    }
+
+    #[test]
+    fn a_redirection_takes_the_rewrites_that_fit_a_location_and_the_request_for_the_rest() {
+        let f = |host: &str, path: &str, port: Option<u32>, https: bool| RequestHttpFrontend {
+            redirect: Some(RedirectPolicy::Permanent as i32),
+            redirect_scheme: https.then_some(RedirectScheme::UseHttps as i32),
+            rewrite_host: Some(host.into()),
+            rewrite_path: Some(path.into()),
+            rewrite_port: port,
+            ..Default::default()
+        };
+        let location =
+            |f: RequestHttpFrontend, c: Option<&Cluster>| frontend_answer(&f, c, &head(""), 80).unwrap().field.1;
+        assert_eq!(location(f("new.test", "/n", Some(81), false), None), "http://new.test:81/n");
+        assert_eq!(location(f("", "", None, true), None), "https://h.test/a?b");
+        // a rewrite with a space, a CRLF or no leading slash is not used
+        assert_eq!(location(f("x\r\nSet-Cookie: a=b", "/p q", Some(80), false), None), "http://h.test/a?b");
+        assert_eq!(location(f("n.test", "relative", None, false), None), "http://n.test/a?b");
+        // to HTTPS, the cluster's https_redirect_port
+        let c = Cluster { https_redirect_port: Some(8443), ..Default::default() };
+        assert_eq!(location(f("", "", None, true), Some(&c)), "https://h.test:8443/a?b");
+        // forward, with or without credentials required
+        let forward = RequestHttpFrontend::default();
+        assert!(frontend_answer(&forward, None, &head(""), 80).is_none());
+        let guarded = RequestHttpFrontend { required_auth: Some(true), ..Default::default() };
+        assert_eq!(frontend_answer(&guarded, Some(&cluster()), &head(""), 80).unwrap().status, 401);
+        let auth = head("Authorization: Basic YWxpY2U6czNjcmV0\r\n");
+        assert!(frontend_answer(&guarded, Some(&cluster()), &auth, 80).is_none());
+        // plain HTTP keeps the port clients reached
+        let moved = RequestHttpFrontend { rewrite_path: Some("/n".into()), ..f("", "", None, false) };
+        assert_eq!(frontend_answer(&moved, None, &head(""), 8080).unwrap().field.1, "http://h.test:8080/n");
+    }
 
     fn sticky(name: &str, sent: Option<&str>) -> Sticky {
         Sticky {

@@ -38,8 +38,10 @@ pub(super) struct Context<'a> {
 pub(super) enum Routed {
     /// Answered by the worker with this status (and the cluster's custom answers).
     Answer(u16, Option<Custom>),
-    /// Answered by the worker with a `301` to this location (a cluster's `https_redirect`).
-    Redirect(String, Option<Custom>),
+    /// Answered by the worker with a status and a header field of its own: a `301`
+    /// with its `Location` (`https_redirect`, a frontend's redirection), a `401` with
+    /// its `WWW-Authenticate`; `template` is the frontend's own answer, if it has one.
+    Policy { status: u16, field: (&'static str, String), answers: Option<Custom>, template: Option<String> },
     /// To these backends, in the order to try them.
     Backends {
         cluster: String,
@@ -296,13 +298,15 @@ impl Session {
     }
 
     fn own_answer(&mut self, status: u16, close: bool) {
-        self.own_answer_to(status, close, None);
+        self.own_answer_to(status, close, None, None);
     }
 
-    /// Our answer, with a `Location` when `location` is set.
-    fn own_answer_to(&mut self, status: u16, close: bool, location: Option<&str>) {
+    /// Our answer, with one more header field when `field` is set, and `template`
+    /// instead of the operator's answers when set.
+    fn own_answer_to(&mut self, status: u16, close: bool, field: Option<(&str, &str)>, template: Option<&str>) {
         let body = self.custom_body(status);
-        self.out.extend_from_slice(&answer_with(status, close, body.as_deref(), location));
+        let custom = template.or(body.as_deref());
+        self.out.extend_from_slice(&answer_with(status, close, custom, field));
         self.counts.answers.push(status);
         if close {
             self.closing = true;
@@ -447,11 +451,13 @@ impl Session {
         self.sticky = None;
         let (cluster, mut candidates, request_id) = match routed {
             Routed::Answer(status, answers) => {
-                self.answer_unread(ctx, &head, answers, status, None);
+                self.cluster_answers = answers;
+                self.answer_unread(ctx, &head, status, None, None);
                 return;
             }
-            Routed::Redirect(location, answers) => {
-                self.answer_unread(ctx, &head, answers, 301, Some(&location));
+            Routed::Policy { status, field, answers, template } => {
+                self.cluster_answers = answers;
+                self.answer_unread(ctx, &head, status, Some((field.0, &field.1)), template.as_deref());
                 return;
             }
             Routed::Backends { cluster, candidates, request_id, answers, sticky } => {
@@ -517,15 +523,14 @@ impl Session {
         &mut self,
         ctx: &Context<'_>,
         head: &RequestHead,
-        answers: Option<Custom>,
         status: u16,
-        location: Option<&str>,
+        field: Option<(&str, &str)>,
+        template: Option<&str>,
     ) {
-        self.cluster_answers = answers;
         self.inbuf.drain(..head.len.min(self.inbuf.len()));
         // a body we will not read makes the connection unusable
         let close = !head.keep_alive || head.framing != super::framing::Framing::None || !ctx.accepting;
-        self.own_answer_to(status, close, location);
+        self.own_answer_to(status, close, field, template);
     }
 
     /// The reused backend connection failed before any byte of the response: send the
