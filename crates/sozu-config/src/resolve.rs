@@ -185,6 +185,15 @@ fn int<T: TryFrom<i64>>(key: &str, v: Option<i64>, default: T, allowed: &str) ->
     }
 }
 
+/// An optional TCP port, 1 to 65535.
+fn port(key: &str, v: Option<i64>) -> Result<Option<u32>, ConfigError> {
+    let Some(v) = v else { return Ok(None) };
+    match u16::try_from(v) {
+        Ok(p) if p > 0 => Ok(Some(u32::from(p))),
+        _ => Err(err(key, format!("{v} is out of range; allowed: 1 to 65535"))),
+    }
+}
+
 fn positive(key: &str, v: Option<i64>, default: u64) -> Result<u64, ConfigError> {
     let v: u64 = int(key, v, default, "a positive integer")?;
     if v == 0 { Err(err(key, "must be greater than 0")) } else { Ok(v) }
@@ -566,17 +575,7 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
         cluster_id: id.to_string(),
         sticky_session: c.sticky_session.unwrap_or(false),
         https_redirect: c.https_redirect.unwrap_or(false),
-        https_redirect_port: match c.https_redirect_port {
-            Some(p) => {
-                let k = format!("{key}.https_redirect_port");
-                let port: u16 = int(&k, Some(p), 443, "1 to 65535")?;
-                if port == 0 {
-                    return Err(err(k, "0 is out of range; allowed: 1 to 65535"));
-                }
-                Some(u32::from(port))
-            }
-            None => None,
-        },
+        https_redirect_port: port(&format!("{key}.https_redirect_port"), c.https_redirect_port)?,
         proxy_protocol: c.send_proxy.unwrap_or(false).then_some(sozu_proto::ProxyProtocolConfig::SendHeader as i32),
         authorized_hashes: c.authorized_hashes.clone().unwrap_or_default(),
         www_authenticate: c.www_authenticate.clone(),
@@ -661,17 +660,7 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
                         },
                         rewrite_host: f.rewrite_host.clone(),
                         rewrite_path: f.rewrite_path.clone(),
-                        rewrite_port: match f.rewrite_port {
-                            Some(p) => {
-                                let k = format!("{fk}.rewrite_port");
-                                let port: u16 = int(&k, Some(p), 80, "1 to 65535")?;
-                                if port == 0 {
-                                    return Err(err(k, "0 is out of range; allowed: 1 to 65535"));
-                                }
-                                Some(u32::from(port))
-                            }
-                            None => None,
-                        },
+                        rewrite_port: port(&format!("{fk}.rewrite_port"), f.rewrite_port)?,
                         required_auth: f.required_auth.filter(|r| *r),
                         ..Default::default()
                     }))
