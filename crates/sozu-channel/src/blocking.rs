@@ -1,8 +1,8 @@
 //! The codec over a blocking stream, with real deadlines.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::marker::PhantomData;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -55,40 +55,47 @@ impl<Tx: Message, Rx: Message + Default> BlockingChannel<Tx, Rx> {
     /// Waits for the next message, at most `timeout` (`None`: forever).
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Rx, ChannelError> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        // mid-frame, the rest is likely there already: read before waiting (a stream of
+        // frames is then one system call per read, not a poll and a read)
+        let mut readable = self.decoder.buffered() > 0;
         loop {
             if let Some(message) = self.decoder.decode()? {
                 return Ok(message);
             }
-            let wait = match deadline {
-                None => PollTimeout::NONE,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(ChannelError::TimedOut);
+            if !readable {
+                let wait = match deadline {
+                    None => PollTimeout::NONE,
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(ChannelError::TimedOut);
+                        }
+                        // whole milliseconds, rounded up: never a busy loop on a short rest
+                        PollTimeout::try_from(left.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
                     }
-                    // whole milliseconds, rounded up: never a busy loop on a short rest
-                    PollTimeout::try_from(left.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
+                };
+                // poll(2) for readability, not a blocking read: a sleeping read(2) is
+                // woken each time the peer reads what we sent (the socket's writers and
+                // readers share one wait queue); poll is woken only by what it asked for
+                let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, wait) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(io::Error::from(e).into()),
                 }
-            };
-            // poll(2) for readability, not a blocking read: a sleeping read(2) is woken
-            // each time the peer reads what we sent (the socket's writers and readers
-            // share one wait queue); poll is woken only by what it asked for
-            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, wait) {
-                Ok(0) | Err(Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(e) => return Err(io::Error::from(e).into()),
             }
-            let space = self.decoder.space();
-            match self.stream.read(space) {
+            let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+            match nix::sys::socket::recv(self.stream.as_raw_fd(), self.decoder.space(), flags) {
                 Ok(0) => {
                     self.decoder.finish()?;
                     return Err(ChannelError::Closed);
                 }
-                Ok(n) => self.decoder.filled(n),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+                Ok(n) => {
+                    self.decoder.filled(n);
+                    readable = true;
+                }
+                Err(Errno::EAGAIN) => readable = false,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e).into()),
             }
         }
     }

@@ -27,15 +27,19 @@ pub trait Fill {
     }
 }
 
-/// The most a drained buffer keeps allocated.
+/// The size a buffer that grew past its initial size goes back to once drained (or
+/// its initial size, if smaller).
 pub const IDLE_SIZE: usize = 64 * 1024;
 
 /// A contiguous byte buffer with a read cursor (`start`) and a write cursor (`end`).
 ///
-/// It starts at `initial` bytes, grows by doubling up to `max`, and once (nearly)
-/// drained returns to its idle size, `initial` or [`IDLE_SIZE`] if smaller: a channel
-/// that once carried a 2 MB burst does not keep megabytes resident while idle. Growth
-/// never goes past `max`: callers check the size they need first.
+/// It starts at `initial` bytes and grows by doubling up to `max`. Once (nearly)
+/// drained after growing past `initial` (a burst), it returns to its idle size,
+/// `initial` or [`IDLE_SIZE`] if smaller, so a channel that once carried a 2 MB burst
+/// does not keep megabytes resident while idle. Within `initial` it keeps its size: a
+/// buffer shrunk at every drain grew again for each large frame (64 KiB frames ran at
+/// a third of a bare read loop's speed), and pages it never touched cost no memory.
+/// Growth never goes past `max`: callers check the size they need first.
 #[derive(Debug)]
 pub struct Buffer {
     data: Vec<u8>,
@@ -80,7 +84,7 @@ impl Buffer {
     }
 
     /// Drops `n` bytes from the front (at most what is held), shrinking back to the
-    /// idle size when what remains is small.
+    /// idle size when what remains is small and the buffer grew past its initial size.
     pub fn consume(&mut self, n: usize) {
         self.start += n.min(self.len());
         if self.start == self.end {
@@ -88,7 +92,7 @@ impl Buffer {
             self.end = 0;
         }
         let idle = self.initial.min(IDLE_SIZE);
-        if self.capacity() > idle && self.len() * 4 < idle {
+        if self.capacity() > self.initial && self.len() * 4 < idle {
             self.compact();
             self.data.truncate(idle);
             self.data.shrink_to(idle);
@@ -116,16 +120,18 @@ impl Buffer {
         true
     }
 
-    /// Free space after the held bytes, growing by doubling when there is none left and
-    /// the maximum allows. Empty only when the buffer is full at its maximum.
+    /// Free space after the held bytes, for the next read: the held bytes move to the
+    /// front when less than half of the buffer is free after them (a read at the tail
+    /// would be small, and cost a system call for a few KiB), and the buffer doubles
+    /// when it is full and the maximum allows. Empty only when the buffer is full at its
+    /// maximum.
     pub fn space(&mut self) -> &mut [u8] {
-        if self.end == self.data.len() {
-            if self.start > 0 {
-                self.compact();
-            } else if self.data.len() < self.max {
-                let size = self.data.len().saturating_mul(2).min(self.max);
-                self.data.resize(size, 0);
-            }
+        if self.start > 0 && (self.data.len() - self.end) * 2 < self.data.len() {
+            self.compact();
+        }
+        if self.end == self.data.len() && self.data.len() < self.max {
+            let size = self.data.len().saturating_mul(2).min(self.max);
+            self.data.resize(size, 0);
         }
         &mut self.data[self.end..]
     }
@@ -161,8 +167,27 @@ mod tests {
         b.fill(20);
         assert!(b.space().is_empty(), "full at max");
         b.consume(19);
-        assert_eq!(b.capacity(), 8, "shrunk back");
+        assert_eq!(b.capacity(), 8, "grown past its initial size: back to it");
         assert_eq!(b.data(), &[7]);
+    }
+
+    #[test]
+    fn frames_of_64_kib_do_not_reallocate_the_buffer_each_time() {
+        let mut b = Buffer::new(1 << 20, 2 << 20);
+        let frame = (64 << 10) + 8;
+        for i in 0..4 {
+            assert!(b.reserve(frame));
+            b.space()[..frame].fill(i);
+            b.fill(frame);
+            b.consume(frame);
+            assert_eq!(b.capacity(), 1 << 20, "frame {i}: within its initial size, kept");
+        }
+        // after a burst past it, back to the idle size; then frames grow it once
+        assert!(b.reserve(3 << 19));
+        b.space()[..3 << 19].fill(1);
+        b.fill(3 << 19);
+        b.consume(3 << 19);
+        assert_eq!(b.capacity(), super::IDLE_SIZE);
     }
 
     #[test]

@@ -99,17 +99,17 @@ fn write_buffer_is_bounded_and_shrinks_when_drained() {
     assert!(matches!(enc.queue(&msg), Err(FrameError::WriteBufferFull { pending: 60, frame: 30, max: 64 })));
     assert_eq!(enc.capacity(), 64);
     enc.advance(60);
-    assert_eq!(enc.capacity(), 16);
+    assert_eq!(enc.capacity(), 16, "a burst past the initial size leaves nothing resident");
 }
 
 #[test]
 fn read_buffer_grows_for_a_large_frame_and_shrinks_after() {
     let mut dec = decoder(1 << 20);
-    let big = Request::from(RequestType::SaveState("z".repeat(100_000)));
+    let big = Request::from(RequestType::SaveState("z".repeat(300_000)));
     let mut enc = Encoder::new(Limits::new(16, 1 << 20));
     enc.queue(&big).unwrap();
     dec.feed(enc.pending());
-    assert!(dec.capacity() >= 100_000);
+    assert!(dec.capacity() >= 300_000);
     assert_eq!(dec.decode().unwrap(), Some(big));
     assert_eq!(dec.capacity(), 16);
 }
