@@ -185,6 +185,19 @@ fn int<T: TryFrom<i64>>(key: &str, v: Option<i64>, default: T, allowed: &str) ->
     }
 }
 
+/// One of `options` by name, in any case (absent: the first option's value); an error
+/// names the key and lists the names.
+fn choice(key: &str, value: Option<&str>, options: &[(&str, Option<i32>)]) -> Result<Option<i32>, ConfigError> {
+    let Some(value) = value else { return Ok(options.first().and_then(|o| o.1)) };
+    match options.iter().find(|(name, _)| name.eq_ignore_ascii_case(value)) {
+        Some((_, v)) => Ok(*v),
+        None => {
+            let names: Vec<&str> = options.iter().map(|o| o.0).collect();
+            Err(err(key, format!("{value:?}; allowed: {}", names.join(", "))))
+        }
+    }
+}
+
 /// An optional TCP port, 1 to 65535.
 fn port(key: &str, v: Option<i64>) -> Result<Option<u32>, ConfigError> {
     let Some(v) = v else { return Ok(None) };
@@ -632,28 +645,24 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
                         method: f.method.clone(),
                         position: position as i32,
                         tags,
-                        redirect: match f.redirect.as_deref().map(str::to_ascii_uppercase).as_deref() {
-                            None | Some("FORWARD") => None,
-                            Some("PERMANENT") => Some(sozu_proto::RedirectPolicy::Permanent as i32),
-                            Some("UNAUTHORIZED") => Some(sozu_proto::RedirectPolicy::Unauthorized as i32),
-                            Some(other) => {
-                                return Err(err(
-                                    format!("{fk}.redirect"),
-                                    format!("{other:?}; allowed: FORWARD, PERMANENT, UNAUTHORIZED"),
-                                ));
-                            }
-                        },
-                        redirect_scheme: match f.redirect_scheme.as_deref().map(str::to_ascii_uppercase).as_deref() {
-                            None | Some("USE_SAME") => None,
-                            Some("USE_HTTP") => Some(sozu_proto::RedirectScheme::UseHttp as i32),
-                            Some("USE_HTTPS") => Some(sozu_proto::RedirectScheme::UseHttps as i32),
-                            Some(other) => {
-                                return Err(err(
-                                    format!("{fk}.redirect_scheme"),
-                                    format!("{other:?}; allowed: USE_SAME, USE_HTTP, USE_HTTPS"),
-                                ));
-                            }
-                        },
+                        redirect: choice(
+                            &format!("{fk}.redirect"),
+                            f.redirect.as_deref(),
+                            &[
+                                ("FORWARD", None),
+                                ("PERMANENT", Some(sozu_proto::RedirectPolicy::Permanent as i32)),
+                                ("UNAUTHORIZED", Some(sozu_proto::RedirectPolicy::Unauthorized as i32)),
+                            ],
+                        )?,
+                        redirect_scheme: choice(
+                            &format!("{fk}.redirect_scheme"),
+                            f.redirect_scheme.as_deref(),
+                            &[
+                                ("USE_SAME", None),
+                                ("USE_HTTP", Some(sozu_proto::RedirectScheme::UseHttp as i32)),
+                                ("USE_HTTPS", Some(sozu_proto::RedirectScheme::UseHttps as i32)),
+                            ],
+                        )?,
                         redirect_template: match &f.redirect_template {
                             Some(path) => Some(answer_file(&format!("{fk}.redirect_template"), path, base)?),
                             None => None,
