@@ -312,13 +312,16 @@ impl HttpProxy {
                     self.total.requests += 1;
                     let config = frontend.and_then(|f| state.cluster(f.cluster_id.as_deref()?));
                     let answers = config.and_then(|c| answers::custom(&c.answers, [(503, c.answer_503.as_ref())]));
-                    let policy = frontend.and_then(|f| {
-                        let l = state.http_listener(s.listener);
-                        // the port clients reach: the public address's, else the listener's
-                        let port =
-                            l.and_then(|l| l.public_address.as_ref()).map_or(s.listener.port(), |a| a.port as u16);
-                        policies::frontend_answer(f, config, &head, port)
-                    });
+                    let listener = s.listener;
+                    // the port clients reach (the public address's, else the listener's),
+                    // looked up only for a redirection that keeps it
+                    let port = || {
+                        let l = state.http_listener(listener);
+                        l.and_then(|l| l.public_address.as_ref()).map_or(listener.port(), |a| a.port as u16)
+                    };
+                    let policy = frontend
+                        .and_then(|f| policies::frontend_answer(f, config, &head, port))
+                        .or_else(|| config.and_then(|c| policies::https_redirect(c, &head)));
                     let routed = match (frontend.map(|f| f.cluster_id.as_deref()), policy) {
                         (_, Some(p)) => {
                             let (status, field, template) = (p.status, p.field, p.template);
@@ -327,15 +330,8 @@ impl HttpProxy {
                         (None, None) => session::Routed::Answer(404, None),
                         (Some(None), None) => session::Routed::Answer(401, None),
                         (Some(Some(cluster)), None) => {
-                            let location = config.and_then(|c| policies::https_location(c, &head));
-                            let mut candidates = match location {
-                                Some(_) => Vec::new(),
-                                None => self.balancer.order(state, cluster, ctx.now),
-                            };
-                            if let Some(location) = location {
-                                let field = ("location", location);
-                                session::Routed::Policy { status: 301, field, answers, template: None }
-                            } else if candidates.is_empty() {
+                            let mut candidates = self.balancer.order(state, cluster, ctx.now);
+                            if candidates.is_empty() {
                                 session::Routed::Answer(503, answers)
                             } else {
                                 let sticky = config.is_some_and(|c| c.sticky_session).then(|| {

@@ -23,14 +23,14 @@ pub(super) struct PolicyAnswer {
 
 /// The answer the frontend `f` (of `cluster`) gives a request itself, if any: its
 /// redirection (`301` to the address its `rewrite_*` and `redirect_scheme` make of the
-/// request's; `port` is the one clients reached, kept for plain HTTP), a `401` for
+/// request's; `port` gives the one clients reached, kept for plain HTTP), a `401` for
 /// `UNAUTHORIZED`, or a `401` when it requires credentials and the request has none of
 /// the cluster's `authorized_hashes`.
 pub(super) fn frontend_answer(
     f: &RequestHttpFrontend,
     cluster: Option<&Cluster>,
     head: &RequestHead,
-    port: u16,
+    port: impl FnOnce() -> u16,
 ) -> Option<PolicyAnswer> {
     match f.redirect.and_then(|r| RedirectPolicy::try_from(r).ok()) {
         Some(RedirectPolicy::Permanent) => {
@@ -39,7 +39,7 @@ pub(super) fn frontend_answer(
             let path = f.rewrite_path.as_deref().filter(|p| p.starts_with('/') && p.bytes().all(target_byte));
             let port = f
                 .rewrite_port
-                .or(if https { cluster.and_then(|c| c.https_redirect_port) } else { Some(u32::from(port)) })
+                .or_else(|| if https { cluster.and_then(|c| c.https_redirect_port) } else { Some(u32::from(port())) })
                 .filter(|p| (1..=65535).contains(p) && *p != if https { 443 } else { 80 });
             let location = format!(
                 "{}://{}{}{}",
@@ -119,16 +119,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Where a cluster with `https_redirect` sends a request: the same host and target over
+/// The `301` of a cluster with `https_redirect`: to the same host and target over
 /// HTTPS, on `https_redirect_port` when it is set and not 443. `None` without it.
-pub(super) fn https_location(cluster: &Cluster, head: &RequestHead) -> Option<String> {
+pub(super) fn https_redirect(cluster: &Cluster, head: &RequestHead) -> Option<PolicyAnswer> {
     if !cluster.https_redirect {
         return None;
     }
     let port = cluster.https_redirect_port.filter(|p| *p != 443).map(|p| format!(":{p}")).unwrap_or_default();
     // the host is checked by the parser (letters, digits, `.-_[]:`) and the target holds
     // no space or control byte: nothing here can break the header line
-    Some(format!("https://{}{port}{}", head.host, request_target(head)))
+    let location = format!("https://{}{port}{}", head.host, request_target(head));
+    Some(PolicyAnswer { status: 301, field: ("location", location), template: None })
 }
 
 /// The sticky session of a request to `cluster` (which has `sticky_session`): the
@@ -262,7 +263,7 @@ mod tests {
             ..Default::default()
         };
         let location =
-            |f: RequestHttpFrontend, c: Option<&Cluster>| frontend_answer(&f, c, &head(""), 80).unwrap().field.1;
+            |f: RequestHttpFrontend, c: Option<&Cluster>| frontend_answer(&f, c, &head(""), || 80).unwrap().field.1;
         assert_eq!(location(f("new.test", "/n", Some(81), false), None), "http://new.test:81/n");
         assert_eq!(location(f("", "", None, true), None), "https://h.test/a?b");
         // a rewrite with a space, a CRLF or no leading slash is not used
@@ -273,14 +274,14 @@ mod tests {
         assert_eq!(location(f("", "", None, true), Some(&c)), "https://h.test:8443/a?b");
         // forward, with or without credentials required
         let forward = RequestHttpFrontend::default();
-        assert!(frontend_answer(&forward, None, &head(""), 80).is_none());
+        assert!(frontend_answer(&forward, None, &head(""), || 80).is_none());
         let guarded = RequestHttpFrontend { required_auth: Some(true), ..Default::default() };
-        assert_eq!(frontend_answer(&guarded, Some(&cluster()), &head(""), 80).unwrap().status, 401);
+        assert_eq!(frontend_answer(&guarded, Some(&cluster()), &head(""), || 80).unwrap().status, 401);
         let auth = head("Authorization: Basic YWxpY2U6czNjcmV0\r\n");
-        assert!(frontend_answer(&guarded, Some(&cluster()), &auth, 80).is_none());
+        assert!(frontend_answer(&guarded, Some(&cluster()), &auth, || 80).is_none());
         // plain HTTP keeps the port clients reached
         let moved = RequestHttpFrontend { rewrite_path: Some("/n".into()), ..f("", "", None, false) };
-        assert_eq!(frontend_answer(&moved, None, &head(""), 8080).unwrap().field.1, "http://h.test:8080/n");
+        assert_eq!(frontend_answer(&moved, None, &head(""), || 8080).unwrap().field.1, "http://h.test:8080/n");
     }
 
     fn sticky(name: &str, sent: Option<&str>) -> Sticky {
