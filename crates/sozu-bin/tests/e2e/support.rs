@@ -384,7 +384,11 @@ pub(crate) fn world_executable(exe: &std::path::Path) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = dir.join(exe.file_name().unwrap());
-    std::fs::copy(exe, &copy).unwrap();
+    // copied by cp(1), not std::fs::copy: while this process holds the copy open for
+    // writing, a fork on another test thread inherits that fd until its exec, and
+    // running the copy in that window fails with ETXTBSY ("Text file busy")
+    let status = std::process::Command::new("cp").arg(exe).arg(&copy).status().unwrap();
+    assert!(status.success(), "cp {exe:?} {copy:?}: {status}");
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     copy
 }
