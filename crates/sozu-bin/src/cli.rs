@@ -389,6 +389,12 @@ pub struct FrontendPolicy {
     /// (otherwise: 401).
     #[arg(long)]
     pub required_auth: bool,
+    /// A header edit, `POSITION=NAME=VALUE` (repeatable). POSITION: `request` (what the
+    /// backend gets), `response` (what the client gets from the backend) or `both`.
+    /// NAME is set to VALUE, replacing the fields of that name the other side sent, or
+    /// removed when VALUE is empty.
+    #[arg(long = "header", value_name = "POSITION=NAME=VALUE")]
+    pub headers: Vec<String>,
 }
 
 /// A frontend's redirection policy.

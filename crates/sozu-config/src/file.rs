@@ -102,6 +102,14 @@ pub(crate) struct FileFrontend {
     pub rewrite_path: Option<String>,
     pub rewrite_port: Option<i64>,
     pub required_auth: Option<bool>,
+    pub headers: Option<Vec<FileHeader>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FileHeader {
+    pub position: Option<String>,
+    pub key: Option<String>,
+    pub val: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

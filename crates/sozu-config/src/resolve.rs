@@ -198,6 +198,28 @@ fn choice(key: &str, value: Option<&str>, options: &[(&str, Option<i32>)]) -> Re
     }
 }
 
+/// A frontend's header edits: `position` (`REQUEST`, `RESPONSE`, `BOTH`), `key`, and
+/// `val` (empty or absent: the field is removed).
+fn headers(fk: &str, list: &[crate::file::FileHeader]) -> Result<Vec<sozu_proto::Header>, ConfigError> {
+    use sozu_proto::HeaderPosition as P;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, h) in list.iter().enumerate() {
+        let hk = format!("{fk}.headers[{i}]");
+        let options = [
+            ("REQUEST", Some(P::Request as i32)),
+            ("RESPONSE", Some(P::Response as i32)),
+            ("BOTH", Some(P::Both as i32)),
+        ];
+        let position = match h.position.as_deref() {
+            Some(p) => choice(&format!("{hk}.position"), Some(p), &options)?.unwrap_or_default(),
+            None => return Err(err(format!("{hk}.position"), "missing; allowed: REQUEST, RESPONSE, BOTH")),
+        };
+        let key = h.key.clone().ok_or_else(|| err(format!("{hk}.key"), "missing; the name of the header field"))?;
+        out.push(sozu_proto::Header { position, key, val: h.val.clone().unwrap_or_default() });
+    }
+    Ok(out)
+}
+
 /// An optional TCP port, 1 to 65535.
 fn port(key: &str, v: Option<i64>) -> Result<Option<u32>, ConfigError> {
     let Some(v) = v else { return Ok(None) };
@@ -671,6 +693,7 @@ fn cluster(id: &str, c: &FileCluster, listeners: &[ListenerSpec], base: &Path) -
                         rewrite_path: f.rewrite_path.clone(),
                         rewrite_port: port(&format!("{fk}.rewrite_port"), f.rewrite_port)?,
                         required_auth: f.required_auth.filter(|r| *r),
+                        headers: headers(&fk, f.headers.as_deref().unwrap_or_default())?,
                         ..Default::default()
                     }))
                     .into(),

@@ -122,6 +122,16 @@ fn invalid_values_name_the_key_and_what_is_allowed() {
             "clusters.a.frontends[0].redirect_scheme",
             "allowed: USE_SAME",
         ),
+        (
+            "[clusters.a]\nprotocol = \"http\"\nfrontends = [{ address = \"127.0.0.1:1\", hostname = \"h\", headers = [{ position = \"up\", key = \"x\" }] }]",
+            "clusters.a.frontends[0].headers[0].position",
+            "allowed: REQUEST, RESPONSE, BOTH",
+        ),
+        (
+            "[clusters.a]\nprotocol = \"http\"\nfrontends = [{ address = \"127.0.0.1:1\", hostname = \"h\", headers = [{ position = \"both\" }] }]",
+            "clusters.a.frontends[0].headers[0].key",
+            "missing",
+        ),
         ("command_allowed_uids = [-1]", "command_allowed_uids", "not a uid"),
         ("worker_count = \"two\"", "config.toml", "invalid type"),
         ("this is not toml", "config.toml", "invalid TOML"),
@@ -138,7 +148,8 @@ fn frontend_and_cluster_policies_reach_their_requests() {
     let c = parse(
         "[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:5\"\n[clusters.web]\nprotocol = \"http\"\n\
          authorized_hashes = [\"alice:00\"]\nwww_authenticate = \"staff\"\nsend_proxy = true\n\
-         frontends = [{ address = \"127.0.0.1:5\", hostname = \"h\", redirect = \"permanent\", redirect_scheme = \"use_https\", rewrite_host = \"n\", rewrite_port = 8443, required_auth = true }]\n",
+         frontends = [{ address = \"127.0.0.1:5\", hostname = \"h\", redirect = \"permanent\", redirect_scheme = \"use_https\", rewrite_host = \"n\", rewrite_port = 8443, required_auth = true, \
+         headers = [{ position = \"request\", key = \"X-Env\", val = \"prod\" }, { position = \"Both\", key = \"X-Trace\" }] }]\n",
     )
     .unwrap();
     let requests = c.requests();
@@ -152,6 +163,13 @@ fn frontend_and_cluster_policies_reach_their_requests() {
     assert_eq!(f.redirect, Some(sozu_proto::RedirectPolicy::Permanent as i32));
     assert_eq!(f.redirect_scheme, Some(sozu_proto::RedirectScheme::UseHttps as i32));
     assert_eq!((f.rewrite_host.as_deref(), f.rewrite_port, f.required_auth), (Some("n"), Some(8443), Some(true)));
+    let h = |position: sozu_proto::HeaderPosition, key: &str, val: &str| sozu_proto::Header {
+        position: position as i32,
+        key: key.into(),
+        val: val.into(),
+    };
+    use sozu_proto::HeaderPosition as P;
+    assert_eq!(f.headers, [h(P::Request, "X-Env", "prod"), h(P::Both, "X-Trace", "")]);
 }
 
 #[test]

@@ -51,10 +51,19 @@ pub enum StateError {
     /// A name holds a control or formatting character (one the audit's line-safe
     /// sanitizer would replace, [`audit::Mode::Line`]).
     ControlCharacter {
-        /// Which field (`cluster_id`, `backend_id`, `hostname`, `path`, `method`, `sticky_id`, `tag`).
+        /// Which field (`cluster_id`, `backend_id`, `hostname`, `path`, `method`, `sticky_id`,
+        /// `tag`, `header`).
         field: &'static str,
         /// The value as given.
         value: String,
+    },
+    /// A frontend's header edit names a field that is not an HTTP token, or one the
+    /// proxy owns (framing, hop-by-hop, `Host`, the forwarding fields it sets).
+    InvalidHeader {
+        /// The name as given.
+        name: String,
+        /// Why it cannot be edited.
+        why: &'static str,
     },
     /// The verb is not a state change (a master verb such as SaveState or UpgradeMain).
     NotAStateVerb(&'static str),
@@ -84,6 +93,7 @@ impl fmt::Display for StateError {
             Self::ControlCharacter { field, value } => {
                 write!(f, "{field} {} holds a control or formatting character", escaped(value))
             }
+            Self::InvalidHeader { name, why } => write!(f, "header {} cannot be edited: {why}", escaped(name)),
             Self::NotAStateVerb(v) => write!(f, "{v} does not change the configuration state"),
         }
     }

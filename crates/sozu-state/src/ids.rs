@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use audit::Mode;
-use sozu_proto::RequestHttpFrontend;
 use sozu_proto::request::RequestType as R;
+use sozu_proto::{Header, HeaderPosition, RequestHttpFrontend};
 
 use crate::StateError;
 
@@ -24,11 +24,53 @@ fn tags(tags: &BTreeMap<String, String>) -> Result<(), StateError> {
     tags.iter().try_for_each(|(k, v)| name("tag", k).and_then(|()| name("tag", v)))
 }
 
+/// Header fields a frontend cannot edit: the message's framing, the hop-by-hop fields,
+/// `Host`, and the forwarding fields the proxy sets itself.
+const PROXY_OWNED_HEADERS: [&str; 14] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "forwarded",
+    "sozu-id",
+];
+
+/// A header edit's name is an HTTP token (RFC 9110 §5.1) the proxy does not own, its
+/// position is known, and its value is line-safe.
+fn header(h: &Header) -> Result<(), StateError> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let why = if h.key.is_empty() || !h.key.bytes().all(token) {
+        Some("not an HTTP token")
+    } else if !matches!(
+        HeaderPosition::try_from(h.position),
+        Ok(HeaderPosition::Request | HeaderPosition::Response | HeaderPosition::Both)
+    ) {
+        Some("its position is not REQUEST, RESPONSE or BOTH")
+    } else if PROXY_OWNED_HEADERS.iter().any(|p| p.eq_ignore_ascii_case(&h.key)) {
+        Some("the proxy sets it")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(StateError::InvalidHeader { name: h.key.clone(), why });
+    }
+    name("header", &h.val)
+}
+
 fn http_frontend(f: &RequestHttpFrontend) -> Result<(), StateError> {
     name("cluster_id", f.cluster_id.as_deref().unwrap_or_default())?;
     name("hostname", &f.hostname)?;
     name("path", &f.path.value)?;
     name("method", f.method.as_deref().unwrap_or_default())?;
+    f.headers.iter().try_for_each(header)?;
     tags(&f.tags)
 }
 
@@ -92,5 +134,39 @@ mod tests {
         let c =
             Cluster { cluster_id: "api".into(), answer_503: Some("HTTP/1.1 503\r\n\r\n".into()), ..Default::default() };
         assert!(check(&R::AddCluster(Box::new(c))).is_ok());
+    }
+
+    #[test]
+    fn header_edits_name_tokens_the_proxy_does_not_own_with_line_safe_values() {
+        let front = |key: &str, val: &str, position: i32| {
+            let h = Header { position, key: key.into(), val: val.into() };
+            R::AddHttpFrontend(Box::new(RequestHttpFrontend { headers: vec![h], ..Default::default() }))
+        };
+        for (key, val) in [("X-Env", "prod"), ("x-strip", ""), ("Strict-Transport-Security", "max-age=3600")] {
+            assert_eq!(check(&front(key, val, HeaderPosition::Both as i32)), Ok(()), "{key}");
+        }
+        for (key, why) in [
+            ("", "not an HTTP token"),
+            ("x y", "not an HTTP token"),
+            ("x:y", "not an HTTP token"),
+            ("Content-Length", "the proxy sets it"),
+            ("transfer-encoding", "the proxy sets it"),
+            ("Host", "the proxy sets it"),
+            ("X-Forwarded-For", "the proxy sets it"),
+        ] {
+            let e = check(&front(key, "v", HeaderPosition::Request as i32)).unwrap_err();
+            assert_eq!(e, StateError::InvalidHeader { name: key.into(), why }, "{key}");
+        }
+        for position in [0, 7] {
+            let e = check(&front("x-a", "v", position)).unwrap_err();
+            assert!(e.to_string().contains("its position is not REQUEST, RESPONSE or BOTH"), "{e}");
+        }
+        // a value that would end the header line, or hide in a terminal, is refused
+        let e = check(&front("x-a", "v\r\nSet-Cookie: a=b", HeaderPosition::Response as i32)).unwrap_err();
+        assert!(matches!(e, StateError::ControlCharacter { field: "header", .. }), "{e}");
+        assert_eq!(
+            check(&front("bad\r\nname", "v", HeaderPosition::Request as i32)).unwrap_err().to_string(),
+            "header \"bad\\u{d}\\u{a}name\" cannot be edited: not an HTTP token"
+        );
     }
 }

@@ -55,8 +55,24 @@ fn http_frontend(r: &HttpRoute) -> anyhow::Result<RequestHttpFrontend> {
         rewrite_path: r.policy.rewrite_path.clone(),
         rewrite_port: r.policy.rewrite_port.map(u32::from),
         required_auth: r.policy.required_auth.then_some(true),
+        headers: r.policy.headers.iter().map(|h| header_edit(h)).collect::<anyhow::Result<_>>()?,
         ..Default::default()
     })
+}
+
+/// `POSITION=NAME=VALUE` (`frontend http add --header`).
+fn header_edit(spec: &str) -> anyhow::Result<Header> {
+    let mut parts = spec.splitn(3, '=');
+    let (Some(position), Some(key), Some(val)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("--header {spec:?} is not POSITION=NAME=VALUE (VALUE may be empty: the field is removed)")
+    };
+    let position = match position.trim().to_ascii_lowercase().as_str() {
+        "request" => HeaderPosition::Request,
+        "response" => HeaderPosition::Response,
+        "both" => HeaderPosition::Both,
+        other => bail!("--header position {other:?}: allowed: request, response, both"),
+    };
+    Ok(Header { position: position as i32, key: key.trim().to_string(), val: val.to_string() })
 }
 
 /// The contents of an answer file (Sōzu's CLI sends the contents, not the path).

@@ -124,6 +124,20 @@ fn sozu_2_1_cli_drives_our_master_through_every_verb_with_real_traffic() {
     assert!(theirs(&["cluster", "list"]).contains("compat"));
     assert!(theirs(&["cluster", "list", "--id", "compat"]).contains("compat"));
     assert!(theirs(&["frontend", "list"]).contains("compat.test"));
+    // its header edits (a replacement, a removal) reach our workers as it meant them
+    let edits =
+        ["--header", "request=X-Env=", "--header", "request=X-Env=theirs", "--header", "response=X-Powered-By="];
+    let route = ["frontend", "http", "add", "--address", &listener, "--hostname", "edits.test"];
+    theirs(&[&route[..], &edits[..], &["id", "compat"]].concat());
+    // (the connection closed at once: an open one would hold its worker past the
+    // upgrade below)
+    let a = {
+        let mut c = crate::http::Client::connect(m.http_port);
+        c.send(b"GET /headers HTTP/1.1\r\nHost: edits.test\r\nX-Env: mine\r\nConnection: close\r\n\r\n");
+        c.answer().expect("an answer")
+    };
+    assert!(a.text().contains("x-env: theirs\n") && !a.text().contains("mine"), "{}", a.text());
+    assert_eq!((a.header("x-powered-by"), a.header("server")), (None, Some("test-backend")));
     let ours: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list", "-i", "compat"])).unwrap();
     assert!(ours.to_string().contains("\"load_balancing\":2"), "{ours}");
 

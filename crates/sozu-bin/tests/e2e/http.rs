@@ -71,7 +71,9 @@ static SLOW_MAX: AtomicUsize = AtomicUsize::new(0);
 /// An HTTP/1.1 backend named `name`: keep-alive, one thread per connection. Paths:
 /// `/big/N` answers N bytes; `/chunked` answers in chunks; `/close` answers without a
 /// length and closes; `/die` sends half a response and closes; `/ws` switches
-/// protocols and echoes; anything else answers a description of the request
+/// protocols and echoes; `/headers` answers the request's fields, one per line, with
+/// fields of its own (`server`, `x-powered-by`, `x-trace`); anything else answers a
+/// description of the request
 /// (`name conn=<connection number> …`).
 pub(crate) fn http_backend(name: &'static str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -116,6 +118,11 @@ fn serve(name: &str, index: usize, conn: TcpStream) {
                     }
                     left -= k;
                 }
+            }
+            "/headers" => {
+                let body: String = seen.headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
+                let head = "HTTP/1.1 200 OK\r\nserver: test-backend\r\nx-powered-by: test\r\nx-trace: from-backend\r\n";
+                let _ = w.write_all(format!("{head}content-length: {}\r\n\r\n{body}", body.len()).as_bytes());
             }
             "/chunked" => {
                 let _ = w.write_all(

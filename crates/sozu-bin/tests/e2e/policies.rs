@@ -1,9 +1,10 @@
 //! Policies the workers apply to traffic: sticky sessions, the redirection to HTTPS,
-//! and the PROXY protocol (read from clients, sent to TCP backends).
+//! the PROXY protocol (read from clients, sent to TCP backends), a frontend's answers
+//! of its own, and its header edits.
 
 use std::io::{Read, Write};
 
-use crate::http::{Client, http_master};
+use crate::http::{Client, http_backend, http_master};
 use crate::support::tcp_master;
 
 /// `GET path` for `host` with `cookie` as the `Cookie` field.
@@ -246,4 +247,93 @@ fn frontends_redirect_refuse_and_ask_for_credentials_before_any_backend() {
     assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Basic realm=\"vault\"")));
     // the plain frontend of the same cluster still forwards, on the same connection
     assert_eq!(c.get("api.test", "/").status, 200);
+}
+
+/// `GET /headers` for `host` with `fields` (CRLF-ended lines) added: the request's
+/// fields as the backend got them, and the answer.
+fn get_headers(c: &mut Client, host: &str, fields: &str) -> (String, crate::http::Answer) {
+    c.send(format!("GET /headers HTTP/1.1\r\nHost: {host}\r\n{fields}\r\n").as_bytes());
+    let a = c.answer().expect("an answer");
+    assert_eq!(a.status, 200, "{}", a.text());
+    (a.text(), a)
+}
+
+#[test]
+fn a_frontends_header_edits_remove_then_add_fields_on_each_side_and_only_for_it() {
+    let b3 = http_backend("b3");
+    // as Sōzu: an empty value removes, a value adds; a replacement is both
+    let extra = format!(
+        "[clusters.edited]\nprotocol = \"http\"\nbackends = [{{ address = \"127.0.0.1:{b3}\" }}]\n\
+         frontends = [{{ address = \"127.0.0.1:HTTP_PORT\", hostname = \"edited.test\", headers = [\n\
+         {{ position = \"request\", key = \"X-Env\", val = \"prod\" }},\n\
+         {{ position = \"request\", key = \"X-Env\" }},\n\
+         {{ position = \"request\", key = \"X-Tag\", val = \"proxy\" }},\n\
+         {{ position = \"BOTH\", key = \"X-Trace\", val = \"\" }},\n\
+         {{ position = \"response\", key = \"Server\", val = \"\" }},\n\
+         {{ position = \"response\", key = \"Server\", val = \"sozu\" }} ] }}]\n"
+    );
+    let (m, _, _) = http_master("httpheaders", &extra);
+    let port = m.http_port;
+    // from the configuration file: a forged X-Env is replaced, X-Tag added next to the
+    // client's, X-Trace removed both ways, the backend's Server replaced; the rest passes
+    let mut c = Client::connect(port);
+    let fields = "X-Env: forged\r\nx-env: again\r\nX-Tag: client\r\nX-Trace: abc\r\nAccept: */*\r\n";
+    let (seen, a) = get_headers(&mut c, "edited.test", fields);
+    assert_eq!(seen.matches("x-env: ").count(), 1, "{seen}");
+    assert!(seen.contains("x-env: prod\n") && seen.contains("accept: */*\n"), "{seen}");
+    assert!(seen.contains("x-tag: client\n") && seen.contains("x-tag: proxy\n"), "{seen}");
+    assert!(!seen.contains("forged") && !seen.contains("again") && !seen.contains("x-trace"), "{seen}");
+    assert_eq!((a.header("server"), a.header("x-powered-by"), a.header("x-trace")), (Some("sozu"), Some("test"), None));
+    // the next request on the keep-alive connection goes to a frontend without edits
+    let (seen, a) = get_headers(&mut c, "api.test", "X-Env: mine\r\nX-Trace: abc\r\n");
+    assert!(seen.contains("x-env: mine\n") && seen.contains("x-trace: abc\n"), "{seen}");
+    assert_eq!((a.header("server"), a.header("x-trace")), (Some("test-backend"), Some("from-backend")));
+    // from a command: a more specific frontend of the same host, with edits of its own
+    let listener = format!("127.0.0.1:{port}");
+    let route = ["frontend", "http", "add", "-a", &listener, "--hostname", "api.test", "-p", "/headers"];
+    let edits = ["--header", "request=X-Env=", "--header", "request=X-Env=cli", "--header", "response=X-Powered-By="];
+    m.ok(&[&route[..], &edits[..], &["id", "api"]].concat());
+    let (seen, a) = get_headers(&mut c, "api.test", "X-Env: mine\r\n");
+    assert!(seen.contains("x-env: cli\n") && !seen.contains("mine"), "{seen}");
+    assert_eq!((a.header("x-powered-by"), a.header("server")), (None, Some("test-backend")));
+    assert!(
+        Client::connect(port).get("api.test", "/other").text().starts_with("b"),
+        "other paths are routed as before"
+    );
+    // fields the proxy owns, names that are not tokens, unknown positions: refused, and
+    // nothing changes
+    for (spec, why) in [
+        ("request=Content-Length=5", "header \"Content-Length\" cannot be edited: the proxy sets it"),
+        ("both=X-Forwarded-For=", "header \"X-Forwarded-For\" cannot be edited: the proxy sets it"),
+        ("request=X Y=1", "header \"X Y\" cannot be edited: not an HTTP token"),
+    ] {
+        let args = [
+            &["frontend", "http", "add", "-a", &listener, "--hostname", "new.test", "--header", spec][..],
+            &["id", "api"],
+        ];
+        let err = m.fails(&args.concat());
+        assert!(err.starts_with("Request failed: ") && err.contains(why), "{spec}: {err}");
+    }
+    let err = m.fails(&[
+        "frontend",
+        "http",
+        "add",
+        "-a",
+        &listener,
+        "--hostname",
+        "new.test",
+        "--header",
+        "sideways=X=1",
+        "id",
+        "api",
+    ]);
+    assert!(err.contains("--header position \"sideways\": allowed: request, response, both"), "{err}");
+    assert!(!m.ok(&["frontend", "list"]).contains("new.test"));
+    assert_eq!(Client::connect(port).get("new.test", "/").status, 404);
+    // removing the frontend removes its edits
+    let remove: Vec<&str> = route.iter().map(|a| if *a == "add" { "remove" } else { a }).collect();
+    m.ok(&[&remove[..], &["id", "api"]].concat());
+    let (seen, a) = get_headers(&mut Client::connect(port), "api.test", "X-Env: mine\r\n");
+    assert!(seen.contains("x-env: mine\n"), "{seen}");
+    assert_eq!(a.header("x-powered-by"), Some("test"));
 }

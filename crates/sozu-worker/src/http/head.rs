@@ -197,6 +197,35 @@ fn ip_text(addr: SocketAddr) -> String {
     }
 }
 
+/// One header edit of a frontend, as Sōzu applies them: a removal (empty value) drops
+/// every field named `lower`; any other edit adds `line` (`Name: value` and CRLF)
+/// after the fields kept, so a replacement is a removal and an addition. The state
+/// refused names that are not tokens or that the proxy owns, and values with control
+/// characters, so `line` is one well-formed field line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Edit {
+    lower: String,
+    line: Vec<u8>,
+}
+
+impl Edit {
+    /// `val` empty: remove the field; otherwise add it with `val`.
+    pub fn new(key: &str, val: &str) -> Self {
+        let line = if val.is_empty() { Vec::new() } else { format!("{key}: {val}\r\n").into_bytes() };
+        Edit { lower: key.to_ascii_lowercase(), line }
+    }
+}
+
+fn removed(edits: &[Edit], name: &str) -> bool {
+    edits.iter().any(|e| e.line.is_empty() && e.lower == name)
+}
+
+fn write_edits(out: &mut Vec<u8>, edits: &[Edit]) {
+    for e in edits {
+        out.extend_from_slice(&e.line);
+    }
+}
+
 /// What a connection adds to each request it forwards, formatted once per connection
 /// (its client and listener do not change).
 #[derive(Debug, Clone)]
@@ -237,8 +266,9 @@ impl RequestHead {
 
     /// The head as sent to a backend: HTTP/1.1, hop-by-hop fields (and those named by
     /// `Connection`) dropped, `X-Forwarded-For` and `Forwarded` extended with the
-    /// client, `X-Forwarded-Proto`/`-Port` and the request id header set.
-    pub fn write_to_backend(&self, out: &mut Vec<u8>, forwarding: &Forwarding, request_id: &str) {
+    /// client, `X-Forwarded-Proto`/`-Port` and the request id header set, and the
+    /// frontend's `edits` made.
+    pub fn write_to_backend(&self, out: &mut Vec<u8>, forwarding: &Forwarding, request_id: &str, edits: &[Edit]) {
         let named = tokens(&self.headers, "connection");
         let _ = write!(Wrap(out), "{} {} HTTP/1.1\r\n", self.method, self.target);
         let mut forwarded_for: Option<Vec<u8>> = None;
@@ -247,6 +277,7 @@ impl RequestHead {
             let keep_upgrade = self.upgrade && name == "upgrade";
             if (!keep_upgrade && (HOP_BY_HOP.contains(&name.as_str()) || named.contains(name)))
                 || OURS.contains(&name.as_str())
+                || removed(edits, name)
             {
                 continue;
             }
@@ -284,6 +315,7 @@ impl RequestHead {
         out.extend_from_slice(b"sozu-id: ");
         out.extend_from_slice(request_id.as_bytes());
         out.extend_from_slice(b"\r\n");
+        write_edits(out, edits);
         if self.upgrade {
             out.extend_from_slice(b"connection: upgrade\r\n");
         }
@@ -333,14 +365,14 @@ pub(crate) fn parse_response(buf: &[u8], head_request: bool) -> Parsed<ResponseH
 
 impl ResponseHead {
     /// The head as sent to the client: HTTP/1.1, hop-by-hop fields dropped (kept for a
-    /// `101 Switching Protocols`), the header lines of `extra` (each ending in CRLF)
-    /// added, and `Connection: close` when `close`.
-    pub fn write_to_client(&self, out: &mut Vec<u8>, close: bool, extra: &[u8]) {
+    /// `101 Switching Protocols`), the frontend's `edits` made, the header lines of
+    /// `extra` (each ending in CRLF) added, and `Connection: close` when `close`.
+    pub fn write_to_client(&self, out: &mut Vec<u8>, close: bool, extra: &[u8], edits: &[Edit]) {
         let switching = self.status == 101;
         let named = tokens(&self.headers, "connection");
         let _ = write!(Wrap(out), "HTTP/1.1 {} {}\r\n", self.status, self.reason);
         for (name, value) in &self.headers {
-            if !switching && (HOP_BY_HOP.contains(&name.as_str()) || named.contains(name)) {
+            if (!switching && (HOP_BY_HOP.contains(&name.as_str()) || named.contains(name))) || removed(edits, name) {
                 continue;
             }
             out.extend_from_slice(name.as_bytes());
@@ -348,6 +380,7 @@ impl ResponseHead {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
+        write_edits(out, edits);
         out.extend_from_slice(extra);
         if close && !switching {
             out.extend_from_slice(b"connection: close\r\n");
@@ -445,7 +478,7 @@ mod tests {
         let mut out = Vec::new();
         let client: SocketAddr = "192.0.2.7:5555".parse().unwrap();
         let listener: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        h.write_to_backend(&mut out, &Forwarding::new(client, listener), "01ABC");
+        h.write_to_backend(&mut out, &Forwarding::new(client, listener), "01ABC", &[]);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("GET /x HTTP/1.1\r\n"), "{text}");
         for gone in ["keep-alive", "x-secret", "forged", "https", "connection"] {
@@ -471,7 +504,7 @@ mod tests {
         assert!(h.upgrade);
         let mut out = Vec::new();
         let forwarding = Forwarding::new("[::1]:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap());
-        h.write_to_backend(&mut out, &forwarding, "id");
+        h.write_to_backend(&mut out, &forwarding, "id", &[]);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("upgrade: websocket\r\n") && text.contains("connection: upgrade\r\n"), "{text}");
         assert!(text.contains("for=\"[::1]\""), "{text}");
@@ -497,9 +530,51 @@ mod tests {
             parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n", false);
         assert_eq!((r.framing, r.keep_alive), (Framing::Chunked, false));
         let mut out = Vec::new();
-        r.write_to_client(&mut out, true, b"");
+        r.write_to_client(&mut out, true, b"", &[]);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
         assert!(matches!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false), Parsed::Bad(_)));
+    }
+
+    #[test]
+    fn a_frontends_edits_remove_then_add_fields_on_each_side() {
+        let h = done(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Env: forged\r\nx-env: again\r\nCookie: c=1\r\nX-Tag: client\r\nAccept: */*\r\n\r\n",
+        );
+        // the order does not matter: removals first, then additions
+        let edits = [
+            Edit::new("X-Env", "prod"),
+            Edit::new("X-Env", ""),
+            Edit::new("Cookie", ""),
+            Edit::new("X-Absent", ""),
+            Edit::new("X-Tag", "proxy"),
+        ];
+        let mut out = Vec::new();
+        h.write_to_backend(
+            &mut out,
+            &Forwarding::new("192.0.2.7:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap()),
+            "id",
+            &edits,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("X-Env: prod\r\n").count(), 1, "{text}");
+        for gone in ["forged", "again", "cookie", "x-absent"] {
+            assert!(!text.to_ascii_lowercase().contains(gone), "{gone} in {text}");
+        }
+        assert!(text.contains("accept: */*\r\n") && text.ends_with("\r\n\r\n"), "{text}");
+        assert!(text.contains("x-tag: client\r\n") && text.contains("X-Tag: proxy\r\n"), "an addition adds: {text}");
+        let Parsed::Done(r) = parse_response(
+            b"HTTP/1.1 200 OK\r\nServer: backend/1.2\r\nX-Powered-By: php\r\nContent-Length: 0\r\n\r\n",
+            false,
+        ) else {
+            panic!()
+        };
+        let edits = [Edit::new("Server", ""), Edit::new("Server", "sozu"), Edit::new("x-powered-by", "")];
+        let mut out = Vec::new();
+        r.write_to_client(&mut out, false, b"set-cookie: s=1\r\n", &edits);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nServer: sozu\r\nset-cookie: s=1\r\n\r\n"
+        );
     }
 }

@@ -35,7 +35,7 @@ pub(crate) fn fuzz_one(data: &[u8]) {
     if let head::Parsed::Done(h) = head::parse_request(data) {
         assert!(h.len <= data.len());
         let mut out = Vec::new();
-        h.write_to_backend(&mut out, &head::Forwarding::new(addr, addr), "id");
+        h.write_to_backend(&mut out, &head::Forwarding::new(addr, addr), "id", &[head::Edit::new("x-a", "b")]);
         let mut body = framing::BodyTracker::new(h.framing);
         let rest = &data[h.len..];
         if let Ok(n) = body.feed(rest) {
@@ -44,7 +44,7 @@ pub(crate) fn fuzz_one(data: &[u8]) {
     }
     if let head::Parsed::Done(h) = head::parse_response(data, false) {
         let mut out = Vec::new();
-        h.write_to_client(&mut out, true, b"set-cookie: a=b\r\n");
+        h.write_to_client(&mut out, true, b"set-cookie: a=b\r\n", &[head::Edit::new("server", "")]);
         let mut body = framing::BodyTracker::new(h.framing);
         for piece in data[h.len..].chunks(7) {
             match body.feed(piece) {
@@ -348,6 +348,7 @@ impl HttpProxy {
                                     request_id: format!("{:x}-{:x}", self.worker, self.next_request),
                                     answers,
                                     sticky,
+                                    edits: frontend.and_then(policies::header_edits),
                                 }
                             }
                         }

@@ -3,15 +3,47 @@
 //! `rewrite_port` and `redirect_template`; `redirect` = `UNAUTHORIZED`;
 //! `required_auth` against the cluster's `authorized_hashes`), then its cluster's (the
 //! redirection to HTTPS, `https_redirect` and `https_redirect_port`; sticky sessions,
-//! `sticky_session` with the listener's `sticky_name` and the backends' `sticky_id`).
+//! `sticky_session` with the listener's `sticky_name` and the backends' `sticky_id`),
+//! and the frontend's header edits of what it forwards (`headers`).
 
 use std::net::SocketAddr;
 
 use sozu_state::ConfigState;
 
-use sozu_proto::{Cluster, RedirectPolicy, RedirectScheme, RequestHttpFrontend};
+use sozu_proto::{Cluster, HeaderPosition, RedirectPolicy, RedirectScheme, RequestHttpFrontend};
 
-use super::head::RequestHead;
+use super::head::{Edit, RequestHead};
+
+/// A frontend's header edits (`headers`), by the side they apply to: the request sent
+/// to the backend, the backend's response sent to the client (not our own answers).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeaderEdits {
+    pub request: Vec<Edit>,
+    pub response: Vec<Edit>,
+}
+
+/// The edits of the frontend `f`, if it has any.
+pub(super) fn header_edits(f: &RequestHttpFrontend) -> Option<Box<HeaderEdits>> {
+    if f.headers.is_empty() {
+        return None;
+    }
+    let mut edits = HeaderEdits::default();
+    for h in &f.headers {
+        let (request, response) = match HeaderPosition::try_from(h.position) {
+            Ok(HeaderPosition::Request) => (true, false),
+            Ok(HeaderPosition::Response) => (false, true),
+            Ok(HeaderPosition::Both) => (true, true),
+            Ok(HeaderPosition::Unspecified) | Err(_) => (false, false), // the state refuses these
+        };
+        if request {
+            edits.request.push(Edit::new(&h.key, &h.val));
+        }
+        if response {
+            edits.response.push(Edit::new(&h.key, &h.val));
+        }
+    }
+    Some(Box::new(edits))
+}
 
 /// What a policy answers instead of forwarding: a status, its header field, and the
 /// frontend's own answer template (a redirection's `redirect_template`).

@@ -13,7 +13,7 @@ use super::answers::{Custom, answer_with};
 use super::framing::BodyTracker;
 use super::head::{MAX_HEAD, Parsed, RequestHead, parse_request, parse_response};
 use super::io::{Io, read_into, write_from};
-use super::policies::Sticky;
+use super::policies::{HeaderEdits, Sticky};
 pub(super) use crate::counters::SessionCounts as Counts;
 
 /// What the proxy gives a session for one `step`.
@@ -49,6 +49,7 @@ pub(super) enum Routed {
         request_id: String,
         answers: Option<Custom>,
         sticky: Option<Sticky>,
+        edits: Option<Box<HeaderEdits>>,
     },
 }
 
@@ -121,6 +122,8 @@ pub(super) struct Session {
     cluster_answers: Option<Custom>,
     /// The current request's sticky session, if its cluster has them.
     sticky: Option<Sticky>,
+    /// The current request's frontend's header edits, if it has any.
+    edits: Option<Box<HeaderEdits>>,
     inbuf: Vec<u8>,
     out: Vec<u8>,
     front_eof: bool,
@@ -162,6 +165,7 @@ impl Session {
             listener_answers,
             cluster_answers: None,
             sticky: None,
+            edits: None,
             front,
             front_ready: true,
             front_hup: false,
@@ -449,6 +453,7 @@ impl Session {
     /// A routed request: answer it ourselves, or send its head to a backend.
     fn start(&mut self, ctx: &Context<'_>, head: RequestHead, routed: Routed) {
         self.sticky = None;
+        self.edits = None;
         let (cluster, mut candidates, request_id) = match routed {
             Routed::Answer(status, answers) => {
                 self.cluster_answers = answers;
@@ -460,9 +465,10 @@ impl Session {
                 self.answer_unread(ctx, &head, status, Some((field.0, &field.1)), template.as_deref());
                 return;
             }
-            Routed::Backends { cluster, candidates, request_id, answers, sticky } => {
+            Routed::Backends { cluster, candidates, request_id, answers, sticky, edits } => {
                 self.cluster_answers = answers;
                 self.sticky = sticky;
+                self.edits = edits;
                 (cluster, candidates, request_id)
             }
         };
@@ -480,7 +486,8 @@ impl Session {
             self.drop_back(ctx.registry);
         }
         let mut out = Vec::with_capacity(head.len + 256);
-        head.write_to_backend(&mut out, &self.forwarding, &request_id);
+        let edits = self.edits.as_deref().map_or(&[][..], |e| &e.request);
+        head.write_to_backend(&mut out, &self.forwarding, &request_id, edits);
         let replay = (reuse.is_some() && head.framing == super::framing::Framing::None).then(|| out.clone());
         if let Some(index) = reuse {
             if let Some(b) = self.back.as_mut() {
@@ -709,21 +716,22 @@ impl Session {
                     moved = true;
                     ex.answered = true;
                     if head.status == 101 && ex.upgrade {
-                        head.write_to_client(&mut self.out, false, b"");
+                        head.write_to_client(&mut self.out, false, b"", &[]);
                         self.out.append(&mut b.inbuf);
                         b.out.append(&mut self.inbuf);
                         self.phase = Phase::Tunnel;
                         return Ok(true);
                     }
                     if (100..200).contains(&head.status) {
-                        head.write_to_client(&mut self.out, false, b"");
+                        head.write_to_client(&mut self.out, false, b"", &[]);
                         continue;
                     }
                     let body = BodyTracker::new(head.framing);
                     ex.close = !ex.keep_alive || !ctx.accepting || !ex.request.done() || body.until_close();
                     b.reusable = head.keep_alive;
                     let cookie = self.sticky.as_ref().map(|s| s.set_cookie(&b.backend)).unwrap_or_default();
-                    head.write_to_client(&mut self.out, ex.close, &cookie);
+                    let edits = self.edits.as_deref().map_or(&[][..], |e| &e.response);
+                    head.write_to_client(&mut self.out, ex.close, &cookie, edits);
                     ex.response = Some(body);
                 }
             }
