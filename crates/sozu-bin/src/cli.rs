@@ -505,6 +505,10 @@ pub struct HttpListenerOptions {
     /// Seconds to receive a whole request (a new listener: 10).
     #[arg(long)]
     pub request_timeout: Option<u32>,
+    /// Name of the request id header each forwarded request gets (a new listener:
+    /// Sozu-Id).
+    #[arg(long)]
+    pub sozu_id_header: Option<String>,
 }
 
 /// Custom answers of a new HTTP listener: files holding a whole HTTP response (or just
@@ -569,6 +573,12 @@ pub enum HttpListenerAction {
         options: ListenerOptions,
         #[command(flatten)]
         http: HttpListenerOptions,
+        /// Send backends an X-Real-IP field naming the client (replacing the client's).
+        #[arg(long)]
+        send_x_real_ip: bool,
+        /// Drop the X-Real-IP field clients send.
+        #[arg(long)]
+        elide_x_real_ip: bool,
         #[command(flatten)]
         answers: Box<AddAnswers>,
     },

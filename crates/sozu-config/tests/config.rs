@@ -146,13 +146,19 @@ fn invalid_values_name_the_key_and_what_is_allowed() {
 #[test]
 fn frontend_and_cluster_policies_reach_their_requests() {
     let c = parse(
-        "[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:5\"\n[clusters.web]\nprotocol = \"http\"\n\
+        "[[listeners]]\nprotocol = \"http\"\naddress = \"127.0.0.1:5\"\nsozu_id_header = \"X-Request-Id\"\n\
+         send_x_real_ip = true\n[clusters.web]\nprotocol = \"http\"\n\
          authorized_hashes = [\"alice:00\"]\nwww_authenticate = \"staff\"\nsend_proxy = true\n\
          frontends = [{ address = \"127.0.0.1:5\", hostname = \"h\", redirect = \"permanent\", redirect_scheme = \"use_https\", rewrite_host = \"n\", rewrite_port = 8443, required_auth = true, \
          headers = [{ position = \"request\", key = \"X-Env\", val = \"prod\" }, { position = \"Both\", key = \"X-Trace\" }] }]\n",
     )
     .unwrap();
     let requests = c.requests();
+    let Some(R::AddHttpListener(l)) = &requests[0].request_type else { panic!("{requests:?}") };
+    assert_eq!(
+        (l.sozu_id_header.as_deref(), l.send_x_real_ip, l.elide_x_real_ip),
+        (Some("X-Request-Id"), Some(true), None)
+    );
     let Some(R::AddCluster(cluster)) = &requests[1].request_type else { panic!("{requests:?}") };
     assert_eq!(
         (cluster.authorized_hashes.as_slice(), cluster.www_authenticate.as_deref()),

@@ -43,19 +43,38 @@ const PROXY_OWNED_HEADERS: [&str; 14] = [
     "sozu-id",
 ];
 
-/// A header edit's name is an HTTP token (RFC 9110 §5.1) the proxy does not own, its
-/// position is known, and its value is line-safe.
-fn header(h: &Header) -> Result<(), StateError> {
+/// Why a header field named `name` cannot be one the proxy writes for an operator: not
+/// an HTTP token (RFC 9110 §5.1), or one the proxy owns.
+fn unwritable(name: &str) -> Option<&'static str> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    let why = if h.key.is_empty() || !h.key.bytes().all(token) {
+    if name.is_empty() || !name.bytes().all(token) {
         Some("not an HTTP token")
+    } else if PROXY_OWNED_HEADERS.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+        Some("the proxy sets it")
+    } else {
+        None
+    }
+}
+
+/// An HTTP listener's request id header (`sozu_id_header`): a token the proxy does not
+/// own otherwise (`Sozu-Id` itself is the default).
+fn id_header(name: Option<&str>) -> Result<(), StateError> {
+    match name.filter(|n| !n.eq_ignore_ascii_case("sozu-id")).and_then(|n| unwritable(n).map(|why| (n, why))) {
+        Some((n, why)) => Err(StateError::InvalidHeader { name: n.to_owned(), why }),
+        None => Ok(()),
+    }
+}
+
+/// A header edit's name is an HTTP token the proxy does not own, its position is
+/// known, and its value is line-safe.
+fn header(h: &Header) -> Result<(), StateError> {
+    let why = if let Some(why) = unwritable(&h.key) {
+        Some(why)
     } else if !matches!(
         HeaderPosition::try_from(h.position),
         Ok(HeaderPosition::Request | HeaderPosition::Response | HeaderPosition::Both)
     ) {
         Some("its position is not REQUEST, RESPONSE or BOTH")
-    } else if PROXY_OWNED_HEADERS.iter().any(|p| p.eq_ignore_ascii_case(&h.key)) {
-        Some("the proxy sets it")
     } else {
         None
     };
@@ -95,6 +114,8 @@ pub fn check(verb: &R) -> Result<(), StateError> {
             name("sticky_id", b.sticky_id.as_deref().unwrap_or_default())
         }
         R::RemoveBackend(b) => name("cluster_id", &b.cluster_id).and_then(|()| name("backend_id", &b.backend_id)),
+        R::AddHttpListener(l) => id_header(l.sozu_id_header.as_deref()),
+        R::UpdateHttpListener(u) => id_header(u.sozu_id_header.as_deref()),
         _ => Ok(()),
     }
 }
@@ -168,5 +189,28 @@ mod tests {
             check(&front("bad\r\nname", "v", HeaderPosition::Request as i32)).unwrap_err().to_string(),
             "header \"bad\\u{d}\\u{a}name\" cannot be edited: not an HTTP token"
         );
+    }
+
+    #[test]
+    fn a_request_id_header_is_a_token_the_proxy_does_not_own() {
+        use sozu_proto::{HttpListenerConfig, UpdateHttpListenerConfig};
+        let add = |name: &str| {
+            let l = HttpListenerConfig { sozu_id_header: Some(name.into()), ..Default::default() };
+            check(&R::AddHttpListener(Box::new(l)))
+        };
+        let update = |name: &str| {
+            let u = UpdateHttpListenerConfig { sozu_id_header: Some(name.into()), ..Default::default() };
+            check(&R::UpdateHttpListener(Box::new(u)))
+        };
+        for good in ["X-Request-Id", "sozu-id", "Sozu-Id"] {
+            assert_eq!((add(good), update(good)), (Ok(()), Ok(())), "{good}");
+        }
+        for (bad, why) in
+            [("Content-Length", "the proxy sets it"), ("x y", "not an HTTP token"), ("", "not an HTTP token")]
+        {
+            let e = StateError::InvalidHeader { name: bad.into(), why };
+            assert_eq!((add(bad), update(bad)), (Err(e.clone()), Err(e)), "{bad}");
+        }
+        assert_eq!(check(&R::AddHttpListener(Box::default())), Ok(()));
     }
 }

@@ -333,6 +333,9 @@ impl ConfigState {
                 if let Some(answers) = &u.http_answers {
                     patch_answers(&mut listener.http_answers, &mut listener.answers, answers);
                 }
+                if let Some(name) = &u.sozu_id_header {
+                    listener.sozu_id_header = Some(name.clone());
+                }
                 patch!(listener, u;
                     copy: expect_proxy, front_timeout, back_timeout, connect_timeout, request_timeout;
                     clone: sticky_name);

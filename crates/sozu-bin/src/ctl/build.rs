@@ -150,7 +150,7 @@ fn tcp_listener(action: &TcpListenerAction) -> R {
 
 fn http_listener(action: &HttpListenerAction) -> anyhow::Result<R> {
     Ok(match action {
-        HttpListenerAction::Add { address, options: o, http, answers: a } => {
+        HttpListenerAction::Add { address, options: o, http, send_x_real_ip, elide_x_real_ip, answers: a } => {
             let mut answers = BTreeMap::new();
             for (code, file) in [("404", &a.answer_404), ("503", &a.answer_503)] {
                 if let Some(file) = file {
@@ -167,6 +167,9 @@ fn http_listener(action: &HttpListenerAction) -> anyhow::Result<R> {
                 connect_timeout: o.connect_timeout.unwrap_or(3),
                 request_timeout: http.request_timeout.unwrap_or(10),
                 answers,
+                sozu_id_header: http.sozu_id_header.clone(),
+                send_x_real_ip: send_x_real_ip.then_some(true),
+                elide_x_real_ip: elide_x_real_ip.then_some(true),
                 ..Default::default()
             }))
         }
@@ -198,6 +201,7 @@ fn http_listener(action: &HttpListenerAction) -> anyhow::Result<R> {
                 connect_timeout: o.connect_timeout,
                 request_timeout: http.request_timeout,
                 http_answers: (answers != CustomHttpAnswers::default()).then_some(answers),
+                sozu_id_header: http.sozu_id_header.clone(),
             }))
         }
         HttpListenerAction::Common(c) => common(ListenerType::Http, c),

@@ -124,7 +124,9 @@ fn sozu_2_1_cli_drives_our_master_through_every_verb_with_real_traffic() {
     assert!(theirs(&["cluster", "list"]).contains("compat"));
     assert!(theirs(&["cluster", "list", "--id", "compat"]).contains("compat"));
     assert!(theirs(&["frontend", "list"]).contains("compat.test"));
-    // its header edits (a replacement, a removal) reach our workers as it meant them
+    // its header edits (a replacement, a removal) reach our workers as it meant them,
+    // and so does its listener's request id header
+    theirs(&["listener", "http", "update", "--address", &listener, "--sozu-id-header", "X-Their-Id"]);
     let edits =
         ["--header", "request=X-Env=", "--header", "request=X-Env=theirs", "--header", "response=X-Powered-By="];
     let route = ["frontend", "http", "add", "--address", &listener, "--hostname", "edits.test"];
@@ -137,6 +139,7 @@ fn sozu_2_1_cli_drives_our_master_through_every_verb_with_real_traffic() {
         c.answer().expect("an answer")
     };
     assert!(a.text().contains("x-env: theirs\n") && !a.text().contains("mine"), "{}", a.text());
+    assert!(a.text().contains("x-their-id: ") && !a.text().contains("sozu-id"), "{}", a.text());
     assert_eq!((a.header("x-powered-by"), a.header("server")), (None, Some("test-backend")));
     let ours: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list", "-i", "compat"])).unwrap();
     assert!(ours.to_string().contains("\"load_balancing\":2"), "{ours}");

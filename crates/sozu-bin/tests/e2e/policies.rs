@@ -337,3 +337,35 @@ fn a_frontends_header_edits_remove_then_add_fields_on_each_side_and_only_for_it(
     assert!(seen.contains("x-env: mine\n"), "{seen}");
     assert_eq!(a.header("x-powered-by"), Some("test"));
 }
+
+#[test]
+fn a_listener_names_its_request_id_header_and_sends_or_elides_x_real_ip() {
+    let (m, _, _) = http_master("httpidheader", "");
+    let port = m.http_port;
+    let listener = format!("127.0.0.1:{port}");
+    // the default: Sozu-Id, the client's own replaced
+    let (seen, _) = get_headers(&mut Client::connect(port), "api.test", "Sozu-Id: forged\r\nX-Real-IP: 6.6.6.6\r\n");
+    assert!(seen.contains("sozu-id: ") && !seen.contains("forged"), "{seen}");
+    assert!(seen.contains("x-real-ip: 6.6.6.6\n"), "{seen}");
+    // renamed by an update: the new name is ours, the old one the client's again
+    m.ok(&["listener", "http", "update", "-a", &listener, "--sozu-id-header", "X-Request-Id"]);
+    let (seen, _) = get_headers(&mut Client::connect(port), "api.test", "Sozu-Id: theirs\r\nX-Request-Id: forged\r\n");
+    assert!(seen.contains("x-request-id: ") && !seen.contains("forged"), "{seen}");
+    assert!(seen.contains("sozu-id: theirs\n"), "{seen}");
+    let err = m.fails(&["listener", "http", "update", "-a", &listener, "--sozu-id-header", "Content-Length"]);
+    assert!(err.contains("header \"Content-Length\" cannot be edited: the proxy sets it"), "{err}");
+    // a new listener that sends X-Real-IP (the client's replaced), and one that elides it
+    for (flag, expected) in [("--send-x-real-ip", Some("x-real-ip: 127.0.0.1\n")), ("--elide-x-real-ip", None)] {
+        let other = format!("127.0.0.1:{}", crate::support::free_port());
+        m.ok(&["listener", "http", "add", "-a", &other, flag]);
+        m.ok(&["listener", "http", "activate", "-a", &other]);
+        m.ok(&["frontend", "http", "add", "-a", &other, "--hostname", "api.test", "id", "api"]);
+        let other_port: u16 = other.rsplit(':').next().unwrap().parse().unwrap();
+        let (seen, _) = get_headers(&mut Client::connect(other_port), "api.test", "X-Real-IP: 6.6.6.6\r\n");
+        assert!(!seen.contains("6.6.6.6"), "{flag}: {seen}");
+        assert_eq!(seen.contains("x-real-ip"), expected.is_some(), "{flag}: {seen}");
+        if let Some(line) = expected {
+            assert!(seen.contains(line), "{flag}: {seen}");
+        }
+    }
+}

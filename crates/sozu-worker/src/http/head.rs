@@ -16,8 +16,9 @@ pub(crate) const MAX_HEADERS: usize = 100;
 /// they are. `Transfer-Encoding` is kept: bodies are streamed in their coding.
 const HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
 
-/// Headers we set ourselves on requests (any incoming value is replaced).
-const OURS: [&str; 3] = ["x-forwarded-proto", "x-forwarded-port", "sozu-id"];
+/// Headers we set ourselves on requests (any incoming value is replaced), with the
+/// listener's request id header.
+const OURS: [&str; 2] = ["x-forwarded-proto", "x-forwarded-port"];
 
 /// The outcome of parsing a head.
 #[derive(Debug, PartialEq, Eq)]
@@ -226,6 +227,32 @@ fn write_edits(out: &mut Vec<u8>, edits: &[Edit]) {
     }
 }
 
+/// What an HTTP listener asks of the fields added to each request: the name of the
+/// request id header (`sozu_id_header`, `Sozu-Id` by default), `send_x_real_ip` (an
+/// `X-Real-IP` naming the client, replacing the client's own) and `elide_x_real_ip`
+/// (the client's `X-Real-IP` dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListenerFields {
+    id_header: String,
+    send_x_real_ip: bool,
+    elide_x_real_ip: bool,
+}
+
+impl Default for ListenerFields {
+    fn default() -> Self {
+        ListenerFields { id_header: "Sozu-Id".into(), send_x_real_ip: false, elide_x_real_ip: false }
+    }
+}
+
+impl ListenerFields {
+    /// From the listener's configuration (the state refused id header names that are
+    /// not tokens or that the proxy owns).
+    pub fn new(id_header: Option<&str>, send_x_real_ip: bool, elide_x_real_ip: bool) -> Self {
+        let id_header = id_header.filter(|n| !n.is_empty()).unwrap_or("Sozu-Id").to_string();
+        ListenerFields { id_header, send_x_real_ip, elide_x_real_ip }
+    }
+}
+
 /// What a connection adds to each request it forwards, formatted once per connection
 /// (its client and listener do not change).
 #[derive(Debug, Clone)]
@@ -235,15 +262,35 @@ pub(crate) struct Forwarding {
     /// `x-forwarded-proto`, `-port`, and the `Forwarded` element of this hop.
     proto_port: String,
     this_hop: String,
+    listener: SocketAddr,
+    fields: ListenerFields,
+    /// `fields.id_header` in lower case, as parsed names are.
+    id_lower: String,
 }
 
 impl Forwarding {
-    pub fn new(client: SocketAddr, listener: SocketAddr) -> Self {
+    pub fn new(client: SocketAddr, listener: SocketAddr, fields: ListenerFields) -> Self {
         Forwarding {
             client: client.ip().to_string(),
             proto_port: format!("\r\nx-forwarded-proto: http\r\nx-forwarded-port: {}\r\n", listener.port()),
             this_hop: format!("for={};proto=http;by={}\r\n", ip_text(client), ip_text(listener)),
+            listener,
+            id_lower: fields.id_header.to_ascii_lowercase(),
+            fields,
         }
+    }
+
+    /// The same for another client (the one a PROXY protocol header names).
+    pub fn for_client(&self, client: SocketAddr) -> Self {
+        Forwarding::new(client, self.listener, self.fields.clone())
+    }
+
+    /// The client's field of this name is not forwarded: we set it ourselves, or the
+    /// listener elides it.
+    fn replaces(&self, name: &str) -> bool {
+        OURS.contains(&name)
+            || name == self.id_lower
+            || ((self.fields.send_x_real_ip || self.fields.elide_x_real_ip) && name == "x-real-ip")
     }
 }
 
@@ -276,7 +323,7 @@ impl RequestHead {
         for (name, value) in &self.headers {
             let keep_upgrade = self.upgrade && name == "upgrade";
             if (!keep_upgrade && (HOP_BY_HOP.contains(&name.as_str()) || named.contains(name)))
-                || OURS.contains(&name.as_str())
+                || forwarding.replaces(name)
                 || removed(edits, name)
             {
                 continue;
@@ -312,9 +359,15 @@ impl RequestHead {
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(forwarding.this_hop.as_bytes());
-        out.extend_from_slice(b"sozu-id: ");
+        out.extend_from_slice(forwarding.fields.id_header.as_bytes());
+        out.extend_from_slice(b": ");
         out.extend_from_slice(request_id.as_bytes());
         out.extend_from_slice(b"\r\n");
+        if forwarding.fields.send_x_real_ip {
+            out.extend_from_slice(b"X-Real-IP: ");
+            out.extend_from_slice(forwarding.client.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         write_edits(out, edits);
         if self.upgrade {
             out.extend_from_slice(b"connection: upgrade\r\n");
@@ -478,7 +531,7 @@ mod tests {
         let mut out = Vec::new();
         let client: SocketAddr = "192.0.2.7:5555".parse().unwrap();
         let listener: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        h.write_to_backend(&mut out, &Forwarding::new(client, listener), "01ABC", &[]);
+        h.write_to_backend(&mut out, &Forwarding::new(client, listener, ListenerFields::default()), "01ABC", &[]);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("GET /x HTTP/1.1\r\n"), "{text}");
         for gone in ["keep-alive", "x-secret", "forged", "https", "connection"] {
@@ -491,7 +544,7 @@ mod tests {
             "x-forwarded-proto: http\r\n",
             "x-forwarded-port: 8080\r\n",
             "forwarded: for=192.0.2.7;proto=http;by=127.0.0.1\r\n",
-            "sozu-id: 01ABC\r\n",
+            "Sozu-Id: 01ABC\r\n",
         ] {
             assert!(text.contains(kept), "{kept:?} not in {text}");
         }
@@ -503,7 +556,8 @@ mod tests {
         let h = done("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
         assert!(h.upgrade);
         let mut out = Vec::new();
-        let forwarding = Forwarding::new("[::1]:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap());
+        let forwarding =
+            Forwarding::new("[::1]:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap(), ListenerFields::default());
         h.write_to_backend(&mut out, &forwarding, "id", &[]);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("upgrade: websocket\r\n") && text.contains("connection: upgrade\r\n"), "{text}");
@@ -552,7 +606,11 @@ mod tests {
         let mut out = Vec::new();
         h.write_to_backend(
             &mut out,
-            &Forwarding::new("192.0.2.7:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap()),
+            &Forwarding::new(
+                "192.0.2.7:1".parse().unwrap(),
+                "127.0.0.1:80".parse().unwrap(),
+                ListenerFields::default(),
+            ),
             "id",
             &edits,
         );
@@ -576,5 +634,30 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nServer: sozu\r\nset-cookie: s=1\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_listener_names_the_request_id_header_and_sends_or_elides_x_real_ip() {
+        let h =
+            done("GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: forged\r\nX-Real-IP: 6.6.6.6\r\nSozu-Id: theirs\r\n\r\n");
+        let write = |fields: ListenerFields| {
+            let mut out = Vec::new();
+            let forwarding = Forwarding::new("192.0.2.7:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap(), fields);
+            h.write_to_backend(&mut out, &forwarding.for_client("198.51.100.9:2".parse().unwrap()), "id-1", &[]);
+            String::from_utf8(out).unwrap()
+        };
+        // the defaults: Sozu-Id is ours, the client's X-Real-IP passes
+        let text = write(ListenerFields::default());
+        assert!(text.contains("Sozu-Id: id-1\r\n") && !text.contains("theirs"), "{text}");
+        assert!(text.contains("x-real-ip: 6.6.6.6\r\n") && text.contains("x-request-id: forged\r\n"), "{text}");
+        // a listener's own id header replaces the client's field of that name
+        let text = write(ListenerFields::new(Some("X-Request-Id"), true, false));
+        assert!(text.contains("X-Request-Id: id-1\r\n") && !text.contains("forged"), "{text}");
+        assert!(text.contains("sozu-id: theirs\r\n"), "no longer ours: {text}");
+        // send_x_real_ip names the client (the one a PROXY header named) and no other
+        assert!(text.contains("X-Real-IP: 198.51.100.9\r\n") && !text.contains("6.6.6.6"), "{text}");
+        let text = write(ListenerFields::new(None, false, true));
+        assert!(!text.to_ascii_lowercase().contains("x-real-ip"), "{text}");
+        assert_eq!(ListenerFields::new(Some(""), false, false), ListenerFields::default());
     }
 }

@@ -35,7 +35,8 @@ pub(crate) fn fuzz_one(data: &[u8]) {
     if let head::Parsed::Done(h) = head::parse_request(data) {
         assert!(h.len <= data.len());
         let mut out = Vec::new();
-        h.write_to_backend(&mut out, &head::Forwarding::new(addr, addr), "id", &[head::Edit::new("x-a", "b")]);
+        let fields = head::ListenerFields::new(Some("X-Request-Id"), true, true);
+        h.write_to_backend(&mut out, &head::Forwarding::new(addr, addr, fields), "id", &[head::Edit::new("x-a", "b")]);
         let mut body = framing::BodyTracker::new(h.framing);
         let rest = &data[h.len..];
         if let Ok(n) = body.feed(rest) {
@@ -243,7 +244,8 @@ impl HttpProxy {
             {
                 continue;
             }
-            let timeouts = state.http_listener(addr).map_or(
+            let listener = state.http_listener(addr);
+            let timeouts = listener.map_or(
                 Timeouts {
                     request: Duration::from_secs(10),
                     front: Duration::from_secs(60),
@@ -258,9 +260,16 @@ impl HttpProxy {
                 },
             );
             let custom = listener_answers(state, addr);
-            let expect_proxy = state.http_listener(addr).is_some_and(|l| l.expect_proxy);
-            self.sessions
-                .insert(id, Session::new(front, client, addr, (timeouts, custom), expect_proxy, Instant::now()));
+            let expect_proxy = listener.is_some_and(|l| l.expect_proxy);
+            let fields = listener.map_or_else(head::ListenerFields::default, |l| {
+                head::ListenerFields::new(
+                    l.sozu_id_header.as_deref(),
+                    l.send_x_real_ip.unwrap_or(false),
+                    l.elide_x_real_ip.unwrap_or(false),
+                )
+            });
+            let session = Session::new(front, client, addr, (timeouts, custom, fields), expect_proxy, Instant::now());
+            self.sessions.insert(id, session);
         }
     }
 

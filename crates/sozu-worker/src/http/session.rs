@@ -157,7 +157,7 @@ impl Session {
         front: TcpStream,
         client: SocketAddr,
         listener: SocketAddr,
-        (timeouts, listener_answers): (Timeouts, Option<Custom>),
+        (timeouts, listener_answers, fields): (Timeouts, Option<Custom>, super::head::ListenerFields),
         expect_proxy: bool,
         now: Instant,
     ) -> Self {
@@ -170,7 +170,7 @@ impl Session {
             front_ready: true,
             front_hup: false,
             listener,
-            forwarding: super::head::Forwarding::new(client, listener),
+            forwarding: super::head::Forwarding::new(client, listener, fields),
             timeouts,
             inbuf: Vec::new(),
             out: Vec::new(),
@@ -432,7 +432,7 @@ impl Session {
             };
             self.expect_proxy = false;
             if let Some(client) = client {
-                self.forwarding = super::head::Forwarding::new(client, self.listener);
+                self.forwarding = self.forwarding.for_client(client);
             }
             if self.inbuf.is_empty() {
                 return if self.front_eof { Err(()) } else { Ok(None) };
