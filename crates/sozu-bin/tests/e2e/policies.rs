@@ -36,6 +36,10 @@ fn sticky_sessions_keep_a_client_on_its_backend_while_it_is_there() {
         assert_eq!(backend(&a), first);
         assert_eq!(a.header("set-cookie"), None);
     }
+    // the backend never sees the sticky cookie, only the client's others
+    let (seen, _) =
+        get_headers(&mut Client::connect(port), "api.test", &format!("Cookie: theme=dark; SOZUBALANCEID={first}\r\n"));
+    assert!(seen.contains("cookie: theme=dark\n") && !seen.contains("SOZUBALANCEID"), "{seen}");
     // a client that names the other backend on its keep-alive connection moves there
     let other = if first == "b1" { "b2" } else { "b1" };
     let a = get_with_cookie(&mut c, "api.test", "/", &format!("SOZUBALANCEID={other}"));
@@ -61,6 +65,8 @@ fn sticky_sessions_keep_a_client_on_its_backend_while_it_is_there() {
     // a cluster without sticky sessions sets no cookie
     m.ok(&["cluster", "add", "-i", "api"]);
     assert_eq!(Client::connect(port).get("api.test", "/").header("set-cookie"), None);
+    let (seen, _) = get_headers(&mut Client::connect(port), "api.test", "Cookie: LB=b2\r\n");
+    assert!(seen.contains("cookie: LB=b2\n"), "and passes cookies untouched: {seen}");
 }
 
 #[test]

@@ -315,7 +315,16 @@ impl RequestHead {
     /// `Connection`) dropped, `X-Forwarded-For` and `Forwarded` extended with the
     /// client, `X-Forwarded-Proto`/`-Port` and the request id header set, and the
     /// frontend's `edits` made.
-    pub fn write_to_backend(&self, out: &mut Vec<u8>, forwarding: &Forwarding, request_id: &str, edits: &[Edit]) {
+    /// `sticky_cookie`: the name of the sticky session cookie, taken out of the `Cookie`
+    /// fields (a field left empty is dropped).
+    pub fn write_to_backend(
+        &self,
+        out: &mut Vec<u8>,
+        forwarding: &Forwarding,
+        request_id: &str,
+        edits: &[Edit],
+        sticky_cookie: Option<&str>,
+    ) {
         let named = tokens(&self.headers, "connection");
         let _ = write!(Wrap(out), "{} {} HTTP/1.1\r\n", self.method, self.target);
         let mut forwarded_for: Option<Vec<u8>> = None;
@@ -336,6 +345,14 @@ impl RequestHead {
                 None => *slot = Some(value.clone()),
             };
             match name.as_str() {
+                "cookie" if sticky_cookie.is_some() => {
+                    let kept = without_cookie(value, sticky_cookie.unwrap_or_default());
+                    if !kept.is_empty() {
+                        out.extend_from_slice(b"cookie: ");
+                        out.extend_from_slice(&kept);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
                 "x-forwarded-for" => merge(&mut forwarded_for),
                 "forwarded" => merge(&mut forwarded),
                 _ => {
@@ -374,6 +391,24 @@ impl RequestHead {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// A `Cookie` field's value without the pairs named `name` (RFC 6265 §5.4), the others
+/// joined by `; `.
+fn without_cookie(value: &[u8], name: &str) -> Vec<u8> {
+    let mut kept = Vec::with_capacity(value.len());
+    for pair in value.split(|b| *b == b';') {
+        let pair = pair.trim_ascii();
+        let pair_name = pair.split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
+        if pair.is_empty() || pair_name == name.as_bytes() {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
+    kept
 }
 
 /// Parses a response head at the start of `buf`; `head_request`: the request was a
@@ -531,7 +566,7 @@ mod tests {
         let mut out = Vec::new();
         let client: SocketAddr = "192.0.2.7:5555".parse().unwrap();
         let listener: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        h.write_to_backend(&mut out, &Forwarding::new(client, listener, ListenerFields::default()), "01ABC", &[]);
+        h.write_to_backend(&mut out, &Forwarding::new(client, listener, ListenerFields::default()), "01ABC", &[], None);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("GET /x HTTP/1.1\r\n"), "{text}");
         for gone in ["keep-alive", "x-secret", "forged", "https", "connection"] {
@@ -558,7 +593,7 @@ mod tests {
         let mut out = Vec::new();
         let forwarding =
             Forwarding::new("[::1]:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap(), ListenerFields::default());
-        h.write_to_backend(&mut out, &forwarding, "id", &[]);
+        h.write_to_backend(&mut out, &forwarding, "id", &[], None);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("upgrade: websocket\r\n") && text.contains("connection: upgrade\r\n"), "{text}");
         assert!(text.contains("for=\"[::1]\""), "{text}");
@@ -613,6 +648,7 @@ mod tests {
             ),
             "id",
             &edits,
+            None,
         );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("X-Env: prod\r\n").count(), 1, "{text}");
@@ -643,7 +679,7 @@ mod tests {
         let write = |fields: ListenerFields| {
             let mut out = Vec::new();
             let forwarding = Forwarding::new("192.0.2.7:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap(), fields);
-            h.write_to_backend(&mut out, &forwarding.for_client("198.51.100.9:2".parse().unwrap()), "id-1", &[]);
+            h.write_to_backend(&mut out, &forwarding.for_client("198.51.100.9:2".parse().unwrap()), "id-1", &[], None);
             String::from_utf8(out).unwrap()
         };
         // the defaults: Sozu-Id is ours, the client's X-Real-IP passes
@@ -659,5 +695,25 @@ mod tests {
         let text = write(ListenerFields::new(None, false, true));
         assert!(!text.to_ascii_lowercase().contains("x-real-ip"), "{text}");
         assert_eq!(ListenerFields::new(Some(""), false, false), ListenerFields::default());
+    }
+
+    #[test]
+    fn the_sticky_cookie_is_taken_out_of_what_the_backend_gets() {
+        let h = done(
+            "GET / HTTP/1.1\r\nHost: a\r\nCookie: theme=dark; SOZUBALANCEID=b-1 ;lang=fr\r\nCookie: SOZUBALANCEID=b-2\r\n\r\n",
+        );
+        let forwarding =
+            Forwarding::new("[::1]:1".parse().unwrap(), "127.0.0.1:80".parse().unwrap(), ListenerFields::default());
+        let mut out = Vec::new();
+        h.write_to_backend(&mut out, &forwarding, "id", &[], Some("SOZUBALANCEID"));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("cookie: theme=dark; lang=fr\r\n") && !text.contains("SOZUBALANCEID"), "{text}");
+        assert_eq!(text.matches("cookie").count(), 1, "the emptied field is dropped: {text}");
+        // without a sticky session, cookies pass untouched
+        let mut out = Vec::new();
+        h.write_to_backend(&mut out, &forwarding, "id", &[], None);
+        assert!(String::from_utf8(out).unwrap().contains("cookie: theme=dark; SOZUBALANCEID=b-1 ;lang=fr\r\n"));
+        assert_eq!(super::without_cookie(b"a=1;;  b = 2 ; SOZU=x", "SOZU"), b"a=1; b = 2");
+        assert_eq!(super::without_cookie(b"SOZU", "SOZU"), b"");
     }
 }

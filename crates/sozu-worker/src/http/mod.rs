@@ -13,6 +13,7 @@ mod head;
 mod io;
 mod policies;
 mod session;
+mod step;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -36,7 +37,8 @@ pub(crate) fn fuzz_one(data: &[u8]) {
         assert!(h.len <= data.len());
         let mut out = Vec::new();
         let fields = head::ListenerFields::new(Some("X-Request-Id"), true, true);
-        h.write_to_backend(&mut out, &head::Forwarding::new(addr, addr, fields), "id", &[head::Edit::new("x-a", "b")]);
+        let forwarding = head::Forwarding::new(addr, addr, fields);
+        h.write_to_backend(&mut out, &forwarding, "id", &[head::Edit::new("x-a", "b")], Some("SOZUBALANCEID"));
         let mut body = framing::BodyTracker::new(h.framing);
         let rest = &data[h.len..];
         if let Ok(n) = body.feed(rest) {

@@ -6,7 +6,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 
 use super::Timeouts;
 use super::answers::{Custom, answer_with};
@@ -14,55 +14,8 @@ use super::framing::BodyTracker;
 use super::head::{MAX_HEAD, Parsed, RequestHead, parse_request, parse_response};
 use super::io::{Io, read_into, write_from};
 use super::policies::{HeaderEdits, Sticky};
+pub(super) use super::step::{Context, Routed, Step};
 pub(super) use crate::counters::SessionCounts as Counts;
-
-/// What the proxy gives a session for one `step`.
-pub(super) struct Context<'a> {
-    pub registry: &'a Registry,
-    pub back_token: Token,
-    pub accepting: bool,
-    /// The route of the head last returned by [`Step::Route`].
-    pub route: Option<(RequestHead, Routed)>,
-    pub now: Instant,
-    /// A zeroed buffer every read goes through.
-    pub scratch: &'a mut [u8],
-    /// Most bytes waiting to be written to one side before reading from the other
-    /// stops (`buffer_size` of the worker's configuration).
-    pub buf: usize,
-    /// The session holds its buffers, or the pool has some for it: an idle session may
-    /// read a new request only then.
-    pub may_start: bool,
-}
-
-/// Where the proxy sent a request.
-pub(super) enum Routed {
-    /// Answered by the worker with this status (and the cluster's custom answers).
-    Answer(u16, Option<Custom>),
-    /// Answered by the worker with a status and a header field of its own: a `301`
-    /// with its `Location` (`https_redirect`, a frontend's redirection), a `401` with
-    /// its `WWW-Authenticate`; `template` is the frontend's own answer, if it has one.
-    Policy { status: u16, field: (&'static str, String), answers: Option<Custom>, template: Option<String> },
-    /// To these backends, in the order to try them.
-    Backends {
-        cluster: String,
-        candidates: Vec<(String, SocketAddr)>,
-        request_id: String,
-        answers: Option<Custom>,
-        sticky: Option<Sticky>,
-        edits: Option<Box<HeaderEdits>>,
-    },
-}
-
-/// What one step did.
-pub(super) enum Step {
-    Progress,
-    /// Nothing more can move until the next event.
-    Idle,
-    /// The session is over.
-    Closed,
-    /// A request head arrived: route it and step again.
-    Route(RequestHead),
-}
 
 struct Back {
     stream: TcpStream,
@@ -487,7 +440,8 @@ impl Session {
         }
         let mut out = Vec::with_capacity(head.len + 256);
         let edits = self.edits.as_deref().map_or(&[][..], |e| &e.request);
-        head.write_to_backend(&mut out, &self.forwarding, &request_id, edits);
+        let sticky_cookie = self.sticky.as_ref().map(|s| s.name.as_str());
+        head.write_to_backend(&mut out, &self.forwarding, &request_id, edits, sticky_cookie);
         let replay = (reuse.is_some() && head.framing == super::framing::Framing::None).then(|| out.clone());
         if let Some(index) = reuse {
             if let Some(b) = self.back.as_mut() {
