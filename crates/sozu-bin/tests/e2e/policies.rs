@@ -375,3 +375,33 @@ fn a_listener_names_its_request_id_header_and_sends_or_elides_x_real_ip() {
         }
     }
 }
+
+#[test]
+fn custom_answers_have_their_variables_filled_for_the_request() {
+    let (m, _, _) = http_master("httpvars", "");
+    let port = m.http_port;
+    let template = "503=HTTP/1.1 503 Busy\r\nX-Id: %REQUEST_ID\r\nX-Route: %ROUTE\r\n\r\n%CLUSTER_ID is down (%MESSAGE), 100% sure";
+    m.ok(&["cluster", "add", "-i", "empty", "--answer", template]);
+    let mut c = Client::connect(port);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let a = c.get("empty.test", "/");
+        assert_eq!(a.status, 503, "{}", a.text());
+        assert_eq!(a.text(), "empty is down (No backend is available for this cluster.), 100% sure");
+        assert_eq!(a.header("x-route"), Some("empty"));
+        let id = a.header("x-id").unwrap_or_default().to_string();
+        assert!(id.contains('-') && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'), "{id}");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1], "each request has its own id");
+    // a listener's answer: no route, so %ROUTE and %CLUSTER_ID are empty
+    let file = m.dir.join("404.http");
+    std::fs::write(&file, "HTTP/1.1 404 Nope\r\nX-Id: %REQUEST_ID\r\n\r\nno route [%ROUTE%CLUSTER_ID] for %REQUEST_ID")
+        .unwrap();
+    let listener = format!("127.0.0.1:{port}");
+    m.ok(&["listener", "http", "update", "-a", &listener, "--answer-404", file.to_str().unwrap()]);
+    let a = Client::connect(port).get("nobody.test", "/");
+    let id = a.header("x-id").unwrap_or_default();
+    assert_eq!((a.status, a.text()), (404, format!("no route [] for {id}")));
+    assert!(!id.is_empty() && !ids.iter().any(|i| i == id), "{id}");
+}

@@ -333,6 +333,15 @@ impl HttpProxy {
                     let policy = frontend
                         .and_then(|f| policies::frontend_answer(f, config, &head, port))
                         .or_else(|| config.and_then(|c| policies::https_redirect(c, &head)));
+                    self.next_request += 1;
+                    let route = frontend.map(|f| f.cluster_id.as_deref().unwrap_or("deny"));
+                    let cluster_id = frontend.and_then(|f| f.cluster_id.as_deref());
+                    let vars = answers::Vars {
+                        request_id: format!("{:x}-{:x}", self.worker, self.next_request),
+                        route: route.unwrap_or_default().to_string(),
+                        cluster_id: cluster_id.unwrap_or_default().to_string(),
+                        ..answers::Vars::default()
+                    };
                     let routed = match (frontend.map(|f| f.cluster_id.as_deref()), policy) {
                         (_, Some(p)) => {
                             let (status, field, template) = (p.status, p.field, p.template);
@@ -352,11 +361,9 @@ impl HttpProxy {
                                     Some(counters) => counters.requests += 1,
                                     None => self.clusters.entry(cluster.to_string()).or_default().requests += 1,
                                 }
-                                self.next_request += 1;
                                 session::Routed::Backends {
                                     cluster: cluster.to_string(),
                                     candidates,
-                                    request_id: format!("{:x}-{:x}", self.worker, self.next_request),
                                     answers,
                                     sticky,
                                     edits: frontend.and_then(policies::header_edits),
@@ -364,7 +371,7 @@ impl HttpProxy {
                             }
                         }
                     };
-                    ctx.route = Some((head, routed));
+                    ctx.route = Some((head, routed, vars));
                 }
             }
         }

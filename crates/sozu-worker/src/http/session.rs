@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use super::Timeouts;
-use super::answers::{Custom, answer_with};
+use super::answers::{Custom, Vars, answer_with};
 use super::framing::BodyTracker;
 use super::head::{MAX_HEAD, Parsed, RequestHead, parse_request, parse_response};
 use super::io::{Io, read_into, write_from};
@@ -77,6 +77,8 @@ pub(super) struct Session {
     sticky: Option<Sticky>,
     /// The current request's frontend's header edits, if it has any.
     edits: Option<Box<HeaderEdits>>,
+    /// What the current request's answers' variables stand for.
+    vars: Vars,
     inbuf: Vec<u8>,
     out: Vec<u8>,
     front_eof: bool,
@@ -119,6 +121,7 @@ impl Session {
             cluster_answers: None,
             sticky: None,
             edits: None,
+            vars: Vars::default(),
             front,
             front_ready: true,
             front_hup: false,
@@ -235,8 +238,13 @@ impl Session {
             _ => None,
         };
         if let Some(s) = status {
+            if s == 408 {
+                self.vars = Vars { duration: format!("{}s", self.timeouts.request.as_secs()), ..Vars::default() };
+            } else {
+                self.vars.duration = format!("{}s", self.timeouts.back.as_secs());
+            }
             let body = self.custom_body(s);
-            self.out.extend_from_slice(&answer_with(s, true, body.as_deref(), None));
+            self.out.extend_from_slice(&answer_with(s, true, body.as_deref(), None, &self.vars));
             self.counts.answers.push(s);
         } else {
             // nothing to say: drop what is pending so the close is immediate
@@ -263,7 +271,7 @@ impl Session {
     fn own_answer_to(&mut self, status: u16, close: bool, field: Option<(&str, &str)>, template: Option<&str>) {
         let body = self.custom_body(status);
         let custom = template.or(body.as_deref());
-        self.out.extend_from_slice(&answer_with(status, close, custom, field));
+        self.out.extend_from_slice(&answer_with(status, close, custom, field, &self.vars));
         self.counts.answers.push(status);
         if close {
             self.closing = true;
@@ -293,7 +301,8 @@ impl Session {
             };
         }
         let mut progress = false;
-        if let Some((head, routed)) = ctx.route.take() {
+        if let Some((head, routed, vars)) = ctx.route.take() {
+            self.vars = vars;
             self.start(ctx, head, routed);
             progress = true;
         }
@@ -397,6 +406,7 @@ impl Session {
             Parsed::Partial => Ok(None),
             Parsed::Bad(_) => {
                 self.inbuf.clear();
+                self.vars = Vars::default();
                 self.own_answer(400, true);
                 Ok(None)
             }
@@ -407,7 +417,7 @@ impl Session {
     fn start(&mut self, ctx: &Context<'_>, head: RequestHead, routed: Routed) {
         self.sticky = None;
         self.edits = None;
-        let (cluster, mut candidates, request_id) = match routed {
+        let (cluster, mut candidates) = match routed {
             Routed::Answer(status, answers) => {
                 self.cluster_answers = answers;
                 self.answer_unread(ctx, &head, status, None, None);
@@ -418,11 +428,11 @@ impl Session {
                 self.answer_unread(ctx, &head, status, Some((field.0, &field.1)), template.as_deref());
                 return;
             }
-            Routed::Backends { cluster, candidates, request_id, answers, sticky, edits } => {
+            Routed::Backends { cluster, candidates, answers, sticky, edits } => {
                 self.cluster_answers = answers;
                 self.sticky = sticky;
                 self.edits = edits;
-                (cluster, candidates, request_id)
+                (cluster, candidates)
             }
         };
         self.inbuf.drain(..head.len.min(self.inbuf.len()));
@@ -441,7 +451,7 @@ impl Session {
         let mut out = Vec::with_capacity(head.len + 256);
         let edits = self.edits.as_deref().map_or(&[][..], |e| &e.request);
         let sticky_cookie = self.sticky.as_ref().map(|s| s.name.as_str());
-        head.write_to_backend(&mut out, &self.forwarding, &request_id, edits, sticky_cookie);
+        head.write_to_backend(&mut out, &self.forwarding, &self.vars.request_id, edits, sticky_cookie);
         let replay = (reuse.is_some() && head.framing == super::framing::Framing::None).then(|| out.clone());
         if let Some(index) = reuse {
             if let Some(b) = self.back.as_mut() {
@@ -451,6 +461,7 @@ impl Session {
                 b.wrote = false;
                 b.inbuf.clear();
                 self.counts.requests += 1;
+                self.vars.backend_id.clone_from(&b.backend);
             }
         } else {
             match self.connect(ctx, &cluster, &mut candidates) {
@@ -536,6 +547,7 @@ impl Session {
                         continue;
                     }
                     self.counts.connections += 1;
+                    self.vars.backend_id.clone_from(&backend);
                     return Some(Back {
                         stream,
                         addr,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use mio::{Registry, Token};
 
-use super::answers::Custom;
+use super::answers::{Custom, Vars};
 use super::head::RequestHead;
 use super::policies::{HeaderEdits, Sticky};
 
@@ -15,8 +15,9 @@ pub(crate) struct Context<'a> {
     pub registry: &'a Registry,
     pub back_token: Token,
     pub accepting: bool,
-    /// The route of the head last returned by [`Step::Route`].
-    pub route: Option<(RequestHead, Routed)>,
+    /// The route of the head last returned by [`Step::Route`], and what its answers'
+    /// variables stand for (its id, its route).
+    pub route: Option<(RequestHead, Routed, Vars)>,
     pub now: Instant,
     /// A zeroed buffer every read goes through.
     pub scratch: &'a mut [u8],
@@ -40,7 +41,6 @@ pub(crate) enum Routed {
     Backends {
         cluster: String,
         candidates: Vec<(String, SocketAddr)>,
-        request_id: String,
         answers: Option<Custom>,
         sticky: Option<Sticky>,
         edits: Option<Box<HeaderEdits>>,
