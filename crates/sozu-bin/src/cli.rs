@@ -390,9 +390,9 @@ pub struct FrontendPolicy {
     #[arg(long)]
     pub required_auth: bool,
     /// A header edit, `POSITION=NAME=VALUE` (repeatable). POSITION: `request` (what the
-    /// backend gets), `response` (what the client gets from the backend) or `both`.
-    /// NAME is set to VALUE, replacing the fields of that name the other side sent, or
-    /// removed when VALUE is empty.
+    /// backend gets), `response` (what the client gets from the backend) or `both`. An
+    /// empty VALUE removes every NAME field; any other adds one. Removals come first:
+    /// to replace, give `NAME=` and `NAME=VALUE`.
     #[arg(long = "header", value_name = "POSITION=NAME=VALUE")]
     pub headers: Vec<String>,
 }
