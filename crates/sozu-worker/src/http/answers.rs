@@ -42,10 +42,9 @@ pub(crate) fn custom<'a>(
 pub(crate) struct Vars {
     /// `%REQUEST_ID`: the id the request has (or would have) in `Sozu-Id`.
     pub request_id: String,
-    /// `%ROUTE`: the cluster its frontend routes to, `deny` for a deny frontend.
-    pub route: String,
-    /// `%CLUSTER_ID`: the cluster it went to.
-    pub cluster_id: String,
+    /// Its frontend's cluster (`%CLUSTER_ID`, and `%ROUTE`), `None` for a deny
+    /// frontend (`%ROUTE` is `deny`); the default: no frontend matched.
+    pub route: Option<Option<String>>,
     /// `%BACKEND_ID`: the backend it went to last.
     pub backend_id: String,
     /// `%DURATION`: the timeout that ran out (`408`, `504`), such as `30s`.
@@ -65,8 +64,8 @@ fn fill<'a>(text: &'a str, message: &str, field: Option<(&str, &str)>, vars: &Va
     let field_named = |name: &str| field.filter(|(n, _)| n.eq_ignore_ascii_case(name)).map_or("", |(_, v)| v);
     let values: [(&str, &str); 14] = [
         ("REQUEST_ID", &vars.request_id),
-        ("ROUTE", &vars.route),
-        ("CLUSTER_ID", &vars.cluster_id),
+        ("ROUTE", vars.route.as_ref().map_or("", |r| r.as_deref().unwrap_or("deny"))),
+        ("CLUSTER_ID", vars.route.as_ref().and_then(|r| r.as_deref()).unwrap_or_default()),
         ("BACKEND_ID", &vars.backend_id),
         ("DURATION", &vars.duration),
         ("MESSAGE", message),
@@ -275,8 +274,7 @@ mod tests {
     fn template_variables_are_filled_for_the_request_answered() {
         let vars = super::Vars {
             request_id: "1-2a".into(),
-            route: "api".into(),
-            cluster_id: "api".into(),
+            route: Some(Some("api".into())),
             backend_id: "api-0".into(),
             duration: "30s".into(),
         };

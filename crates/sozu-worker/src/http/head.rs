@@ -264,8 +264,6 @@ pub(crate) struct Forwarding {
     this_hop: String,
     listener: SocketAddr,
     fields: ListenerFields,
-    /// `fields.id_header` in lower case, as parsed names are.
-    id_lower: String,
 }
 
 impl Forwarding {
@@ -275,7 +273,6 @@ impl Forwarding {
             proto_port: format!("\r\nx-forwarded-proto: http\r\nx-forwarded-port: {}\r\n", listener.port()),
             this_hop: format!("for={};proto=http;by={}\r\n", ip_text(client), ip_text(listener)),
             listener,
-            id_lower: fields.id_header.to_ascii_lowercase(),
             fields,
         }
     }
@@ -289,7 +286,7 @@ impl Forwarding {
     /// listener elides it.
     fn replaces(&self, name: &str) -> bool {
         OURS.contains(&name)
-            || name == self.id_lower
+            || self.fields.id_header.eq_ignore_ascii_case(name)
             || ((self.fields.send_x_real_ip || self.fields.elide_x_real_ip) && name == "x-real-ip")
     }
 }

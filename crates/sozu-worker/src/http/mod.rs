@@ -334,12 +334,9 @@ impl HttpProxy {
                         .and_then(|f| policies::frontend_answer(f, config, &head, port))
                         .or_else(|| config.and_then(|c| policies::https_redirect(c, &head)));
                     self.next_request += 1;
-                    let route = frontend.map(|f| f.cluster_id.as_deref().unwrap_or("deny"));
-                    let cluster_id = frontend.and_then(|f| f.cluster_id.as_deref());
                     let vars = answers::Vars {
                         request_id: format!("{:x}-{:x}", self.worker, self.next_request),
-                        route: route.unwrap_or_default().to_string(),
-                        cluster_id: cluster_id.unwrap_or_default().to_string(),
+                        route: frontend.map(|f| f.cluster_id.clone()),
                         ..answers::Vars::default()
                     };
                     let routed = match (frontend.map(|f| f.cluster_id.as_deref()), policy) {
