@@ -132,7 +132,14 @@ impl<R: Read> Loader<R> {
         if record.len() > self.max_record {
             return Err(too_large(self.index, offset, self.max_record));
         }
-        let parsed: WorkerRequest = serde_json::from_slice(record).map_err(|e| LoadError {
+        // One UTF-8 check of the whole record, then parsing from `str`: serde_json
+        // skips its per-string check (about a tenth of a load's parse time).
+        let text = std::str::from_utf8(record).map_err(|e| LoadError {
+            index: self.index,
+            offset,
+            reason: format!("not a valid record: invalid UTF-8 at byte {}", e.valid_up_to()),
+        })?;
+        let parsed: WorkerRequest = serde_json::from_str(text).map_err(|e| LoadError {
             index: self.index,
             offset,
             reason: format!("not a valid record: {e}"),

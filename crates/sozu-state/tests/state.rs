@@ -295,6 +295,13 @@ fn malformed_files_name_the_record_and_apply_nothing() {
     let unknown = b"{\"id\":\"SAVE-0\",\"content\":{\"request_type\":{\"ADD_UNICORN\":{}}}}\n\0";
     let err = load(&base, &unknown[..], 1 << 20).unwrap_err();
     assert!(err.reason.contains("unknown variant"), "{err}");
+    // bytes that are not UTF-8 inside a record: named by their offset in the record
+    let mut latin1 = good.clone();
+    let at = latin1.windows(3).position(|w| w == b"\"b\"").unwrap() + 1;
+    latin1[at] = 0xe9;
+    let err = load(&base, &latin1[..], 1 << 20).unwrap_err();
+    assert_eq!((err.index, err.offset), (1, second));
+    assert!(err.reason.contains(&format!("invalid UTF-8 at byte {}", at - second as usize)), "{err}");
     // a record naming a cluster with a control character (written by Sōzu 2.x, which
     // takes any id): the file is refused whole, the record named
     let mut control = good.clone();
