@@ -42,28 +42,79 @@ pub fn best_of(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
     (0..runs.max(1)).map(|_| f()).min().expect("at least one run")
 }
 
+/// The sections `--only` accepts.
+const SECTIONS: [&str; 8] = ["channel", "audit", "state", "master", "master-load", "upgrade", "traffic", "dashboard"];
+
+const USAGE: &str = "\
+usage: sozu-bench [--quick] [--only SECTION[,SECTION...]] [--sozu PATH] [--sozu21 PATH] [--out FILE]
+       sozu-bench --measure-rss state|list [N]   (internal: one RSS measurement)
+
+Runs the benchmarks and prints a Markdown report (to FILE with --out).
+
+  --quick          fewer and shorter rounds (a smoke run; figures are rougher)
+  --only LIST      only these sections: channel, audit, state, master, master-load
+                   (the LoadState rows of master), upgrade, traffic, dashboard
+  --sozu PATH      our release `sozu` binary; the master, upgrade and traffic
+                   sections need it and are skipped without it
+  --sozu21 PATH    a Sōzu 2.1 binary, measured in the same run for comparison
+  --out FILE       write the report to FILE instead of standard output
+  -h, --help       this help
+
+`cargo xtask bench` builds everything and runs all sections into docs/BENCHMARKS.md.";
+
+/// What the command line asks for.
+#[derive(Debug, Default)]
+struct Args {
+    quick: bool,
+    only: Option<Vec<String>>,
+    sozu: Option<std::path::PathBuf>,
+    sozu21: Option<std::path::PathBuf>,
+    out: Option<String>,
+}
+
+/// Parses the arguments; `Err` holds the message to print before the usage.
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut parsed = Args::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--quick" => parsed.quick = true,
+            "--only" => {
+                let list: Vec<String> = value()?.split(',').map(str::to_string).collect();
+                if let Some(bad) = list.iter().find(|n| !SECTIONS.contains(&n.as_str())) {
+                    return Err(format!("unknown section {bad:?} (known: {})", SECTIONS.join(", ")));
+                }
+                parsed.only = Some(list);
+            }
+            "--sozu" => parsed.sozu = Some(value()?.into()),
+            "--sozu21" => parsed.sozu21 = Some(value()?.into()),
+            "--out" => parsed.out = Some(value()?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(parsed)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--measure-rss") {
-        let what = args.get(i + 1).map_or("state", String::as_str);
-        let n = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return;
+    }
+    if args.first().is_some_and(|a| a == "--measure-rss") {
+        let what = args.get(1).map_or("state", String::as_str);
+        let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(10_000);
         state::measure_rss(what, n);
         return;
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).cloned();
-
-    let sozu = args.iter().position(|a| a == "--sozu").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
-    // `--sozu21 PATH`: a Sōzu 2.1 binary, measured in the same run for comparison
-    let sozu21 = args.iter().position(|a| a == "--sozu21").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
-    // `--only NAME[,NAME]`: run only these sections (channel, audit, state, master, dashboard;
-    // master-load: only the LoadState rows of the master; traffic: the data plane;
-    // upgrade: main and worker upgrades)
-    let only: Option<Vec<String>> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map(|list| list.split(',').map(str::to_string).collect());
+    let Args { quick, only, sozu, sozu21, out } = match parse_args(&args) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("sozu-bench: {message}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let mut sections = Vec::new();
     if wanted("channel") {
@@ -122,5 +173,30 @@ fn main() {
     print!("{md}");
     if let Some(path) = out {
         std::fs::write(&path, md).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn arguments_are_parsed_and_mistakes_refused() {
+        let parsed =
+            parse_args(&args(&["--quick", "--only", "state,traffic", "--sozu", "s", "--out", "o.md"])).unwrap();
+        assert!(parsed.quick);
+        assert_eq!(parsed.only, Some(vec!["state".to_string(), "traffic".to_string()]));
+        assert_eq!(parsed.sozu.as_deref(), Some(std::path::Path::new("s")));
+        assert_eq!(parsed.out.as_deref(), Some("o.md"));
+        assert!(parsed.sozu21.is_none());
+        assert!(parse_args(&args(&[])).unwrap().only.is_none(), "no --only: every section");
+        // a typo must not start a full run
+        assert!(parse_args(&args(&["--qiuck"])).unwrap_err().contains("unknown argument \"--qiuck\""));
+        assert!(parse_args(&args(&["--only", "stat"])).unwrap_err().contains("unknown section \"stat\""));
+        assert!(parse_args(&args(&["--out"])).unwrap_err().contains("--out needs a value"));
     }
 }
