@@ -376,13 +376,18 @@ pub struct FrontendPolicy {
     /// (its `Location` is ours).
     #[arg(long, value_name = "TEMPLATE")]
     pub redirect_template: Option<String>,
-    /// The host of the redirection (the default: the request's).
-    #[arg(long)]
+    /// The Host the request is forwarded (or redirected) with: a template where
+    /// `$HOST[0]` is the request's host and, for a `*.` hostname, `$HOST[1]` what the `*`
+    /// matched; `$PATH[n]` as in --rewrite-path. Example: `$HOST[1].internal`.
+    #[arg(long, value_name = "TEMPLATE")]
     pub rewrite_host: Option<String>,
-    /// The path of the redirection (the default: the request's, with its query).
-    #[arg(long)]
+    /// The path (and query) the request is forwarded (or redirected) with: a template
+    /// where `$PATH[0]` is the request's path and query, `$PATH[1]` what follows a
+    /// --path-prefix, or `$PATH[n]` the group n of a --path-regex. Example: `/v2$PATH[1]`.
+    /// A template with no placeholder drops the query.
+    #[arg(long, value_name = "TEMPLATE")]
     pub rewrite_path: Option<String>,
-    /// The port of the redirection.
+    /// The port of the redirection (the forwarded request's Host keeps none).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub rewrite_port: Option<u16>,
     /// Requests need Basic credentials among the cluster's --authorized-hash ones

@@ -65,6 +65,16 @@ pub enum StateError {
         /// Why it cannot be edited.
         why: &'static str,
     },
+    /// A frontend's `rewrite_host`, `rewrite_path` or `rewrite_port` cannot be used
+    /// (see [`crate::rewrite`]).
+    InvalidRewrite {
+        /// `rewrite_host`, `rewrite_path` or `rewrite_port`.
+        field: &'static str,
+        /// The value as given.
+        template: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The verb is not a state change (a master verb such as SaveState or UpgradeMain).
     NotAStateVerb(&'static str),
 }
@@ -94,6 +104,9 @@ impl fmt::Display for StateError {
                 write!(f, "{field} {} holds a control or formatting character", escaped(value))
             }
             Self::InvalidHeader { name, why } => write!(f, "header {} cannot be edited: {why}", escaped(name)),
+            Self::InvalidRewrite { field, template, why } => {
+                write!(f, "{field} {} cannot be used: {why}", escaped(template))
+            }
             Self::NotAStateVerb(v) => write!(f, "{v} does not change the configuration state"),
         }
     }

@@ -103,9 +103,8 @@ pub fn check(verb: &R) -> Result<(), StateError> {
     match verb {
         R::AddCluster(c) => name("cluster_id", &c.cluster_id),
         R::RemoveCluster(id) => name("cluster_id", id),
-        R::AddHttpFrontend(f) | R::AddHttpsFrontend(f) | R::RemoveHttpFrontend(f) | R::RemoveHttpsFrontend(f) => {
-            http_frontend(f)
-        }
+        R::AddHttpFrontend(f) | R::AddHttpsFrontend(f) => http_frontend(f).and_then(|()| crate::rewrite::check(f)),
+        R::RemoveHttpFrontend(f) | R::RemoveHttpsFrontend(f) => http_frontend(f),
         R::AddTcpFrontend(f) | R::RemoveTcpFrontend(f) => cluster_and_tags(&f.cluster_id, &f.tags),
         R::AddUdpFrontend(f) | R::RemoveUdpFrontend(f) => cluster_and_tags(&f.cluster_id, &f.tags),
         R::AddBackend(b) => {

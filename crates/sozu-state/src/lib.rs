@@ -12,12 +12,17 @@
 //!   `WorkerRequest` records): saving is atomic (temp file, fsync, rename, fsync of the
 //!   directory), loading is streaming with a bounded record size and all-or-nothing;
 //!   [`Loader`] does it a slice of records at a time, for an event loop.
+//! - [`rewrite`] parses and checks a frontend's `rewrite_host` / `rewrite_path`
+//!   templates (`$HOST[n]`, `$PATH[n]`); a frontend whose rewrites cannot work is
+//!   refused.
 //!
 //! Dependencies: `serde_json` (the records are serde JSON, as Sōzu writes them), `sha2`
-//! (cluster hashes and certificate fingerprints), `base64`, and `memchr` (finding the
+//! (cluster hashes and certificate fingerprints), `base64`, `memchr` (finding the
 //! `\0` that ends each record at SIMD speed; it is already in every build through
-//! `serde_json`'s tree), and this workspace's `audit` (its line-safe character rule
-//! decides which names are refused, so the project has one such rule).
+//! `serde_json`'s tree), `regex` (a frontend's `$PATH[n]` rewrite placeholders are
+//! checked against its path regex's groups; the workers route with the same crate),
+//! and this workspace's `audit` (its line-safe character rule decides which names are
+//! refused, so the project has one such rule).
 //!
 //! This crate never touches a socket, and the only files it touches are the ones
 //! [`save_atomic`] and [`load_file`] are given.
@@ -34,6 +39,7 @@ mod ids;
 mod loader;
 mod query;
 mod requests;
+pub mod rewrite;
 mod route;
 mod state;
 

@@ -141,6 +141,12 @@ fn sozu_2_1_cli_drives_our_master_through_every_verb_with_real_traffic() {
     assert!(a.text().contains("x-env: theirs\n") && !a.text().contains("mine"), "{}", a.text());
     assert!(a.text().contains("x-their-id: ") && !a.text().contains("sozu-id"), "{}", a.text());
     assert_eq!((a.header("x-powered-by"), a.header("server")), (None, Some("test-backend")));
+    // its rewrite templates: the host and target our worker forwards, as its own worker does
+    let route = ["frontend", "http", "add", "--address", &listener, "--hostname", "*.rw.test", "--path-prefix", "/api"];
+    let rewrites = ["--rewrite-host", "$HOST[1].internal", "--rewrite-path", "/v2$PATH[1]"];
+    theirs(&[&route[..], &rewrites[..], &["id", "compat"]].concat());
+    let text = crate::http::Client::connect(m.http_port).get("foo.rw.test", "/api/users?x=1").text();
+    assert!(text.contains(" GET /v2/users?x=1 ") && text.ends_with(" host=foo.internal"), "{text}");
     let ours: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list", "-i", "compat"])).unwrap();
     assert!(ours.to_string().contains("\"load_balancing\":2"), "{ours}");
 

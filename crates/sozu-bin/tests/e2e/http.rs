@@ -168,7 +168,7 @@ fn serve(name: &str, index: usize, conn: TcpStream) {
             _ => {
                 let sum: u64 = seen.body.iter().map(|b| u64::from(*b)).sum();
                 let text = format!(
-                    "{name} conn={index} {} {} len={} sum={sum} xff={} xfp={} xfport={} fwd={} id={} te={}",
+                    "{name} conn={index} {} {} len={} sum={sum} xff={} xfp={} xfport={} fwd={} id={} te={} host={}",
                     seen.method,
                     seen.path,
                     seen.body.len(),
@@ -178,6 +178,7 @@ fn serve(name: &str, index: usize, conn: TcpStream) {
                     seen.header("forwarded"),
                     seen.header("sozu-id"),
                     seen.header("keep-alive"),
+                    seen.header("host"),
                 );
                 ok(&mut w, text.as_bytes());
             }

@@ -255,6 +255,69 @@ fn frontends_redirect_refuse_and_ask_for_credentials_before_any_backend() {
     assert_eq!(c.get("api.test", "/").status, 200);
 }
 
+#[test]
+fn frontends_rewrite_the_host_and_target_they_forward_and_redirect_to() {
+    // from the configuration file: Sōzu's example of a wildcard host and a path prefix
+    let extra = "[clusters.rw]\nprotocol = \"http\"\n\
+                 frontends = [{ address = \"127.0.0.1:HTTP_PORT\", hostname = \"*.rw.test\", path = \"/api\", \
+                 rewrite_host = \"$HOST[1].internal\", rewrite_path = \"/v2$PATH[1]\" }]\n";
+    let (m, b1, _) = http_master("httprewrite", extra);
+    m.ok(&["backend", "add", "-i", "rw", "--backend-id", "r1", "-a", &format!("127.0.0.1:{b1}")]);
+    let listener = format!("127.0.0.1:{}", m.http_port);
+    let mut c = Client::connect(m.http_port);
+    let text = c.get("foo.rw.test", "/api/users?x=1").text();
+    assert!(text.contains(" GET /v2/users?x=1 ") && text.ends_with(" host=foo.internal"), "{text}");
+    // a regex's groups, from our CLI; a literal path drops the query
+    let add = |host: &str, route: &[&str], rewrites: &[&str]| {
+        let args =
+            [&["frontend", "http", "add", "-a", &listener, "--hostname", host][..], route, rewrites, &["id", "api"]];
+        m.ok(&args.concat());
+    };
+    add("re.test", &["--path-regex", "^/u/([a-z]+)/([0-9]+)"], &["--rewrite-path", "/users/$PATH[2]/$PATH[1]"]);
+    add("lit.test", &["-p", "/old"], &["--rewrite-path", "/new", "--rewrite-host", "backend.lit"]);
+    let text = c.get("re.test", "/u/bob/42/tail?q").text();
+    assert!(text.contains(" GET /users/42/bob ") && text.ends_with(" host=re.test"), "{text}");
+    let text = c.get("lit.test", "/old/x?y=1").text();
+    assert!(text.contains(" GET /new ") && text.ends_with(" host=backend.lit"), "{text}");
+    // the next request on the connection, to a frontend without rewrites, goes as sent
+    let text = c.get("api.test", "/old/x?y=1").text();
+    assert!(text.contains(" GET /old/x?y=1 ") && text.ends_with(" host=api.test"), "{text}");
+    // a redirection fills the same templates, with the rewrite's port
+    add(
+        "*.moved.test",
+        &["-p", "/old"],
+        &[
+            "--redirect",
+            "permanent",
+            "--rewrite-host",
+            "$HOST[1].new",
+            "--rewrite-path",
+            "/v2$PATH[1]",
+            "--rewrite-port",
+            "8443",
+        ],
+    );
+    let a = c.get("a.moved.test", "/old/x?y");
+    assert_eq!((a.status, a.header("location")), (301, Some("http://a.new:8443/v2/x?y")));
+    // a path capture that makes no Host value: 400, nothing forwarded
+    add("bad.test", &["-p", "/"], &["--rewrite-host", "s$PATH[1]"]);
+    assert!(c.get("bad.test", "/ok-name").text().ends_with(" host=sok-name"));
+    assert_eq!(Client::connect(m.http_port).get("bad.test", "/a/b").status, 400);
+    // templates a frontend cannot fill are refused, and nothing changes
+    for (host, route, rewrite, why) in [
+        ("no.test", "-p", "$HOST[1]", "rewrite_host \"$HOST[1]\" cannot be used: $HOST[1] names no capture"),
+        ("no.test", "--path-equals", "/x$PATH[1]", "$PATH[1] names no capture: the path rule gives $PATH[0] only"),
+        ("no.test", "-p", "/a$b", "the `$` at byte 2 starts neither $HOST[n] nor $PATH[n]"),
+    ] {
+        let flag = if rewrite.starts_with('/') { "--rewrite-path" } else { "--rewrite-host" };
+        let args =
+            ["frontend", "http", "add", "-a", &listener, "--hostname", host, route, "/x", flag, rewrite, "id", "api"];
+        let err = m.fails(&args);
+        assert!(err.starts_with("Request failed: ") && err.contains(why), "{rewrite}: {err}");
+    }
+    assert!(!m.ok(&["frontend", "list"]).contains("no.test"));
+}
+
 /// `GET /headers` for `host` with `fields` (CRLF-ended lines) added: the request's
 /// fields as the backend got them, and the answer.
 fn get_headers(c: &mut Client, host: &str, fields: &str) -> (String, crate::http::Answer) {

@@ -111,7 +111,9 @@ pub(crate) fn answer_with(
 ) -> Vec<u8> {
     let (reason, body) = match status {
         301 => ("Moved Permanently", "This address moved."),
-        400 => ("Bad Request", "The request is malformed or over a size limit."),
+        400 => {
+            ("Bad Request", "The request is malformed, over a size limit, or cannot be rewritten as its frontend asks.")
+        }
         401 => ("Unauthorized", "This address is not served without credentials."),
         404 => ("Not Found", "No frontend matches this host and path."),
         408 => ("Request Timeout", "The request took too long to arrive."),

@@ -292,6 +292,21 @@ impl Forwarding {
 }
 
 impl RequestHead {
+    /// Forwards the request with this `Host` value and this target (`None`: unchanged).
+    /// `host` keeps what routed the request.
+    pub fn rewrite(&mut self, host: Option<String>, target: Option<String>) {
+        if let Some(target) = target {
+            self.path = target.split('?').next().unwrap_or_default().to_string();
+            self.target = target;
+        }
+        if let Some(host) = host {
+            match self.headers.iter_mut().find(|(n, _)| n == "host") {
+                Some((_, value)) => *value = host.into_bytes(),
+                None => self.headers.push(("host".into(), host.into_bytes())),
+            }
+        }
+    }
+
     /// The value of the first `name` field (lower case), if it is UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).and_then(|(_, v)| std::str::from_utf8(v).ok())

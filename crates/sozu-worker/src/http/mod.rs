@@ -314,7 +314,7 @@ impl HttpProxy {
                     self.apply(last);
                     return;
                 }
-                session::Step::Route(head) => {
+                session::Step::Route(mut head) => {
                     let regexes = &mut self.regexes;
                     let frontend =
                         state.http_frontend_for(s.listener, &head.host, &head.path, &head.method, |pattern, path| {
@@ -330,9 +330,18 @@ impl HttpProxy {
                         let l = state.http_listener(listener);
                         l.and_then(|l| l.public_address.as_ref()).map_or(listener.port(), |a| a.port as u16)
                     };
-                    let policy = frontend
-                        .and_then(|f| policies::frontend_answer(f, config, &head, port))
-                        .or_else(|| config.and_then(|c| policies::https_redirect(c, &head)));
+                    let rewrite = match frontend.filter(|f| policies::rewrites(f)) {
+                        Some(f) => {
+                            policies::rewrite(f, &head, self.regexes.get(&f.path.value).and_then(Option::as_ref))
+                        }
+                        None => Ok(policies::Rewrite::default()),
+                    };
+                    let policy = match &rewrite {
+                        Ok(r) => frontend
+                            .and_then(|f| policies::frontend_answer(f, config, &head, r, port))
+                            .or_else(|| config.and_then(|c| policies::https_redirect(c, &head))),
+                        Err(_) => None,
+                    };
                     self.next_request += 1;
                     let vars = answers::Vars {
                         request_id: format!("{:x}-{:x}", self.worker, self.next_request),
@@ -340,6 +349,7 @@ impl HttpProxy {
                         ..answers::Vars::default()
                     };
                     let routed = match (frontend.map(|f| f.cluster_id.as_deref()), policy) {
+                        _ if rewrite.is_err() => session::Routed::Answer(400, None),
                         (_, Some(p)) => {
                             let (status, field, template) = (p.status, p.field, p.template);
                             session::Routed::Policy { status, field, answers, template }
@@ -368,6 +378,9 @@ impl HttpProxy {
                             }
                         }
                     };
+                    if let (session::Routed::Backends { .. }, Ok(r)) = (&routed, rewrite) {
+                        head.rewrite(r.host, r.target);
+                    }
                     ctx.route = Some((head, routed, vars));
                 }
             }

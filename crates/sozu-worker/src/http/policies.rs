@@ -1,6 +1,8 @@
 //! Policies applied to a routed request before it goes to a backend: its frontend's
-//! (`redirect` = `PERMANENT` with `redirect_scheme`, `rewrite_host`, `rewrite_path`,
-//! `rewrite_port` and `redirect_template`; `redirect` = `UNAUTHORIZED`;
+//! (`rewrite_host` and `rewrite_path`, templates of the request's captures that give
+//! the `Host` and target it is forwarded with; `redirect` = `PERMANENT` to the address
+//! they make, with `redirect_scheme`, `rewrite_port` and `redirect_template`;
+//! `redirect` = `UNAUTHORIZED`;
 //! `required_auth` against the cluster's `authorized_hashes`), then its cluster's (the
 //! redirection to HTTPS, `https_redirect` and `https_redirect_port`; sticky sessions,
 //! `sticky_session` with the listener's `sticky_name` and the backends' `sticky_id`),
@@ -45,6 +47,68 @@ pub(super) fn header_edits(f: &RequestHttpFrontend) -> Option<Box<HeaderEdits>> 
     Some(Box::new(edits))
 }
 
+/// What a frontend's rewrites make of a request: the `Host` and the target it is
+/// forwarded with or redirected to (`None`: the client's).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Rewrite {
+    pub host: Option<String>,
+    pub target: Option<String>,
+}
+
+/// Whether the frontend `f` rewrites what it forwards (an empty template does not).
+pub(super) fn rewrites(f: &RequestHttpFrontend) -> bool {
+    !f.rewrite_host.as_deref().unwrap_or_default().is_empty()
+        || !f.rewrite_path.as_deref().unwrap_or_default().is_empty()
+}
+
+/// The frontend `f`'s `rewrite_host` and `rewrite_path` filled with the captures of
+/// `head` ([`sozu_state::rewrite`]: the host and what a `*.` matched; the target, and
+/// what follows a prefix or the groups `regex`, the frontend's compiled path regex,
+/// finds in the path). A target that does not start with `/` gets one (Sōzu 2.1 sends
+/// `$PATH[1]` of `/api` for `/api` as an empty target). `Err`: a template filled this
+/// way gives no `Host` value or request target (a path capture holding `/` in a host).
+pub(super) fn rewrite(
+    f: &RequestHttpFrontend,
+    head: &RequestHead,
+    regex: Option<&regex::Regex>,
+) -> Result<Rewrite, &'static str> {
+    use sozu_proto::PathRuleKind;
+    use sozu_state::rewrite::Template;
+    let mut host = vec![head.host.as_str()];
+    if let Some(suffix) = f.hostname.strip_prefix("*.") {
+        host.push(head.host.get(..head.host.len().saturating_sub(suffix.len() + 1)).unwrap_or_default());
+    }
+    let mut path = vec![Some(head.target.as_str())];
+    match PathRuleKind::try_from(f.path.kind) {
+        Ok(PathRuleKind::Prefix) => path.push(head.target.strip_prefix(f.path.value.as_str())),
+        Ok(PathRuleKind::Regex) => {
+            if let Some(found) = regex.and_then(|r| r.captures(&head.path)) {
+                path.extend(found.iter().skip(1).map(|m| m.map(|m| m.as_str())));
+            }
+        }
+        _ => {}
+    }
+    let fill = |template: &Option<String>| -> Result<Option<String>, &'static str> {
+        let Some(text) = template.as_deref().filter(|t| !t.is_empty()) else { return Ok(None) };
+        let parsed = Template::parse(text).map_err(|_| "the frontend's rewrite is not a template")?;
+        let mut out = String::with_capacity(text.len() + head.target.len());
+        parsed.expand_into(&host, &path, &mut out);
+        Ok(Some(out))
+    };
+    let new_host = fill(&f.rewrite_host)?;
+    if new_host.as_ref().is_some_and(|h| h.is_empty() || !h.bytes().all(host_byte)) {
+        return Err("the frontend's host rewrite gives no Host value for this request");
+    }
+    let mut target = fill(&f.rewrite_path)?;
+    if let Some(t) = target.as_mut().filter(|t| !t.starts_with('/')) {
+        t.insert(0, '/');
+    }
+    if target.as_ref().is_some_and(|t| !t.bytes().all(target_byte)) {
+        return Err("the frontend's path rewrite gives no request target for this request");
+    }
+    Ok(Rewrite { host: new_host, target })
+}
+
 /// What a policy answers instead of forwarding: a status, its header field, and the
 /// frontend's own answer template (a redirection's `redirect_template`).
 pub(super) struct PolicyAnswer {
@@ -54,21 +118,22 @@ pub(super) struct PolicyAnswer {
 }
 
 /// The answer the frontend `f` (of `cluster`) gives a request itself, if any: its
-/// redirection (`301` to the address its `rewrite_*` and `redirect_scheme` make of the
-/// request's; `port` gives the one clients reached, kept for plain HTTP), a `401` for
-/// `UNAUTHORIZED`, or a `401` when it requires credentials and the request has none of
-/// the cluster's `authorized_hashes`.
+/// redirection (`301` to the address `rewrite` (its rewrites of this request),
+/// `rewrite_port` and `redirect_scheme` make of the request's; `port` gives the one
+/// clients reached, kept for plain HTTP), a `401` for `UNAUTHORIZED`, or a `401` when
+/// it requires credentials and the request has none of the cluster's
+/// `authorized_hashes`.
 pub(super) fn frontend_answer(
     f: &RequestHttpFrontend,
     cluster: Option<&Cluster>,
     head: &RequestHead,
+    rewrite: &Rewrite,
     port: impl FnOnce() -> u16,
 ) -> Option<PolicyAnswer> {
     match f.redirect.and_then(|r| RedirectPolicy::try_from(r).ok()) {
         Some(RedirectPolicy::Permanent) => {
             let https = f.redirect_scheme == Some(RedirectScheme::UseHttps as i32);
-            let host = f.rewrite_host.as_deref().filter(|h| h.bytes().all(host_byte) && !h.is_empty());
-            let path = f.rewrite_path.as_deref().filter(|p| p.starts_with('/') && p.bytes().all(target_byte));
+            let (host, path) = (rewrite.host.as_deref(), rewrite.target.as_deref());
             let port = f
                 .rewrite_port
                 .or_else(|| if https { cluster.and_then(|c| c.https_redirect_port) } else { Some(u32::from(port())) })
@@ -284,36 +349,97 @@ mod tests {
         assert_eq!(challenge(Some(&plain)).field.1, "Basic realm=\"shop\"");
     }
 
+    fn frontend(host: &str, kind: sozu_proto::PathRuleKind, rule: &str) -> RequestHttpFrontend {
+        RequestHttpFrontend {
+            hostname: host.into(),
+            path: sozu_proto::PathRule { kind: kind as i32, value: rule.into() },
+            ..Default::default()
+        }
+    }
+
+    fn get(target: &str, host: &str) -> RequestHead {
+        let Parsed::Done(h) = parse_request(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()) else {
+            panic!()
+        };
+        h
+    }
+
     #[test]
-    fn a_redirection_takes_the_rewrites_that_fit_a_location_and_the_request_for_the_rest() {
-        let f = |host: &str, path: &str, port: Option<u32>, https: bool| RequestHttpFrontend {
+    fn rewrites_fill_the_captures_of_the_request() {
+        use sozu_proto::PathRuleKind::*;
+        let run = |mut f: RequestHttpFrontend, host: &str, path: &str, head: RequestHead| {
+            f.rewrite_host = Some(host.into()).filter(|h: &String| !h.is_empty());
+            f.rewrite_path = Some(path.into()).filter(|p: &String| !p.is_empty());
+            let regex = (f.path.kind == Regex as i32).then(|| regex::Regex::new(&f.path.value).unwrap());
+            rewrite(&f, &head, regex.as_ref())
+        };
+        let ok = |host: Option<&str>, target: Option<&str>| {
+            Ok(Rewrite { host: host.map(str::to_string), target: target.map(str::to_string) })
+        };
+        // a wildcard's label and a prefix's remainder, query included (Sōzu 2.1 gives the same)
+        let api = frontend("*.example.com", Prefix, "/api");
+        let head = get("/api/users?x=1", "foo.example.com:8080");
+        assert_eq!(
+            run(api.clone(), "$HOST[1].internal", "/v2$PATH[1]", head),
+            ok(Some("foo.internal"), Some("/v2/users?x=1"))
+        );
+        let head = get("/api/x?y", "a.b.example.com");
+        assert_eq!(
+            run(api.clone(), "h-$HOST[0]", "/p$PATH[0]", head),
+            ok(Some("h-a.b.example.com"), Some("/p/api/x?y"))
+        );
+        // regex groups of the path; a group that took no part gives nothing
+        let users = frontend("u.test", Regex, "^/u/([a-z]+)/(\\d+)(/x)?");
+        assert_eq!(
+            run(users.clone(), "", "/users/$PATH[2]/$PATH[1]$PATH[3]", get("/u/bob/42/rest?z", "u.test")),
+            ok(None, Some("/users/42/bob"))
+        );
+        // a literal path drops the query; an empty result or one without a leading slash gets one
+        assert_eq!(run(api.clone(), "", "/q", get("/api/x?y=1", "a.example.com")), ok(None, Some("/q")));
+        assert_eq!(run(api.clone(), "", "$PATH[1]", get("/api", "a.example.com")), ok(None, Some("/")));
+        assert_eq!(run(api.clone(), "", "$PATH[1]", get("/apix", "a.example.com")), ok(None, Some("/x")));
+        // a path capture that cannot be a host: refused for this request, not sent
+        let e = run(api.clone(), "s$PATH[1]", "", get("/api/x", "a.example.com")).unwrap_err();
+        assert!(e.contains("no Host value"), "{e}");
+        assert_eq!(run(api, "s$PATH[1]", "", get("/api-x", "a.example.com")), ok(Some("s-x"), None));
+        // what was not written in the state: literal text that fits no line is refused too
+        let plain = frontend("h.test", Prefix, "/");
+        assert!(run(plain.clone(), "x\r\nSet-Cookie: a=b", "", get("/", "h.test")).is_err());
+        assert!(run(plain.clone(), "", "/p q", get("/", "h.test")).is_err());
+        assert_eq!(run(plain, "", "", get("/", "h.test")), ok(None, None));
+    }
+
+    #[test]
+    fn a_redirection_goes_where_the_rewrites_say() {
+        let f = |port: Option<u32>, https: bool| RequestHttpFrontend {
             redirect: Some(RedirectPolicy::Permanent as i32),
             redirect_scheme: https.then_some(RedirectScheme::UseHttps as i32),
-            rewrite_host: Some(host.into()),
-            rewrite_path: Some(path.into()),
             rewrite_port: port,
             ..Default::default()
         };
-        let location =
-            |f: RequestHttpFrontend, c: Option<&Cluster>| frontend_answer(&f, c, &head(""), || 80).unwrap().field.1;
-        assert_eq!(location(f("new.test", "/n", Some(81), false), None), "http://new.test:81/n");
-        assert_eq!(location(f("", "", None, true), None), "https://h.test/a?b");
-        // a rewrite with a space, a CRLF or no leading slash is not used
-        assert_eq!(location(f("x\r\nSet-Cookie: a=b", "/p q", Some(80), false), None), "http://h.test/a?b");
-        assert_eq!(location(f("n.test", "relative", None, false), None), "http://n.test/a?b");
+        let to = |host: &str, path: &str| Rewrite { host: Some(host.into()), target: Some(path.into()) };
+        let location = |f: RequestHttpFrontend, c: Option<&Cluster>, r: &Rewrite| {
+            frontend_answer(&f, c, &head(""), r, || 80).unwrap().field.1
+        };
+        let none = Rewrite::default();
+        assert_eq!(location(f(Some(81), false), None, &to("new.test", "/n")), "http://new.test:81/n");
+        assert_eq!(location(f(None, true), None, &none), "https://h.test/a?b");
         // to HTTPS, the cluster's https_redirect_port
         let c = Cluster { https_redirect_port: Some(8443), ..Default::default() };
-        assert_eq!(location(f("", "", None, true), Some(&c)), "https://h.test:8443/a?b");
+        assert_eq!(location(f(None, true), Some(&c), &none), "https://h.test:8443/a?b");
         // forward, with or without credentials required
         let forward = RequestHttpFrontend::default();
-        assert!(frontend_answer(&forward, None, &head(""), || 80).is_none());
+        assert!(frontend_answer(&forward, None, &head(""), &none, || 80).is_none());
         let guarded = RequestHttpFrontend { required_auth: Some(true), ..Default::default() };
-        assert_eq!(frontend_answer(&guarded, Some(&cluster()), &head(""), || 80).unwrap().status, 401);
+        assert_eq!(frontend_answer(&guarded, Some(&cluster()), &head(""), &none, || 80).unwrap().status, 401);
         let auth = head("Authorization: Basic YWxpY2U6czNjcmV0\r\n");
-        assert!(frontend_answer(&guarded, Some(&cluster()), &auth, || 80).is_none());
+        assert!(frontend_answer(&guarded, Some(&cluster()), &auth, &none, || 80).is_none());
         // plain HTTP keeps the port clients reached
-        let moved = RequestHttpFrontend { rewrite_path: Some("/n".into()), ..f("", "", None, false) };
-        assert_eq!(frontend_answer(&moved, None, &head(""), || 8080).unwrap().field.1, "http://h.test:8080/n");
+        let moved = Rewrite { target: Some("/n".into()), host: None };
+        assert_eq!(
+            frontend_answer(&f(None, false), None, &head(""), &moved, || 8080).unwrap().field.1,
+            "http://h.test:8080/n"
+        );
     }
 
     fn sticky(name: &str, sent: Option<&str>) -> Sticky {
