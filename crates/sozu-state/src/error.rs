@@ -75,6 +75,12 @@ pub enum StateError {
         /// What is wrong with it.
         why: String,
     },
+    /// An HTTP (not HTTPS) frontend enables HSTS, which browsers ignore over plain
+    /// HTTP (RFC 6797 §7.2); Sōzu 2.1's workers refuse it too.
+    HstsOnPlainHttp {
+        /// The frontend's hostname.
+        hostname: String,
+    },
     /// The verb is not a state change (a master verb such as SaveState or UpgradeMain).
     NotAStateVerb(&'static str),
 }
@@ -107,6 +113,11 @@ impl fmt::Display for StateError {
             Self::InvalidRewrite { field, template, why } => {
                 write!(f, "{field} {} cannot be used: {why}", escaped(template))
             }
+            Self::HstsOnPlainHttp { hostname } => write!(
+                f,
+                "the HTTP frontend {} enables HSTS, which is only valid on HTTPS frontends (RFC 6797 §7.2)",
+                escaped(hostname)
+            ),
             Self::NotAStateVerb(v) => write!(f, "{v} does not change the configuration state"),
         }
     }

@@ -103,6 +103,9 @@ pub fn check(verb: &R) -> Result<(), StateError> {
     match verb {
         R::AddCluster(c) => name("cluster_id", &c.cluster_id),
         R::RemoveCluster(id) => name("cluster_id", id),
+        R::AddHttpFrontend(f) if f.hsts.as_ref().is_some_and(|h| h.enabled == Some(true)) => {
+            Err(StateError::HstsOnPlainHttp { hostname: f.hostname.clone() })
+        }
         R::AddHttpFrontend(f) | R::AddHttpsFrontend(f) => http_frontend(f).and_then(|()| crate::rewrite::check(f)),
         R::RemoveHttpFrontend(f) | R::RemoveHttpsFrontend(f) => http_frontend(f),
         R::AddTcpFrontend(f) | R::RemoveTcpFrontend(f) => cluster_and_tags(&f.cluster_id, &f.tags),
@@ -188,6 +191,24 @@ mod tests {
             check(&front("bad\r\nname", "v", HeaderPosition::Request as i32)).unwrap_err().to_string(),
             "header \"bad\\u{d}\\u{a}name\" cannot be edited: not an HTTP token"
         );
+    }
+
+    #[test]
+    fn an_http_frontend_cannot_enable_hsts() {
+        use sozu_proto::HstsConfig;
+        let front = |enabled: Option<bool>| RequestHttpFrontend {
+            hostname: "h.test".into(),
+            hsts: Some(HstsConfig { enabled, max_age: Some(3600), ..Default::default() }),
+            ..Default::default()
+        };
+        let e = check(&R::AddHttpFrontend(Box::new(front(Some(true))))).unwrap_err();
+        assert_eq!(e, StateError::HstsOnPlainHttp { hostname: "h.test".into() });
+        assert!(e.to_string().contains("only valid on HTTPS frontends"), "{e}");
+        for off in [None, Some(false)] {
+            assert_eq!(check(&R::AddHttpFrontend(Box::new(front(off)))), Ok(()), "{off:?}");
+        }
+        // an HTTPS frontend may (HTTPS listeners are refused elsewhere for now)
+        assert_eq!(check(&R::AddHttpsFrontend(Box::new(front(Some(true))))), Ok(()));
     }
 
     #[test]

@@ -147,6 +147,12 @@ fn sozu_2_1_cli_drives_our_master_through_every_verb_with_real_traffic() {
     theirs(&[&route[..], &rewrites[..], &["id", "compat"]].concat());
     let text = crate::http::Client::connect(m.http_port).get("foo.rw.test", "/api/users?x=1").text();
     assert!(text.contains(" GET /v2/users?x=1 ") && text.ends_with(" host=foo.internal"), "{text}");
+    // HSTS on a plain HTTP frontend: refused with the reason, as its own workers refuse it
+    let hsts = ["frontend", "http", "add", "--address", &listener, "--hostname", "hsts.test", "--hsts-max-age", "3600"];
+    let out = Command::new(&sozu21).arg("-c").arg(&m.config).args(hsts).args(["id", "compat"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("only valid on HTTPS frontends"), "{text}");
+    assert!(!m.ok(&["frontend", "list"]).contains("hsts.test"));
     let ours: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "cluster", "list", "-i", "compat"])).unwrap();
     assert!(ours.to_string().contains("\"load_balancing\":2"), "{ours}");
 
