@@ -196,6 +196,49 @@ mod tests {
         assert_eq!(out, "api.internal/y|");
     }
 
+    /// Text rebuilt from parts: the template itself, but for leading zeros.
+    fn render(t: &Template<'_>) -> String {
+        t.parts()
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.to_string(),
+                Part::Host(i) => format!("$HOST[{i}]"),
+                Part::Path(i) => format!("$PATH[{i}]"),
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_and_fills_without_panicking(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec!["$", "HOST[", "PATH[", "]", "0", "1", "7", "a", "/", "é", "?", "$$"]),
+                0..12,
+            ),
+            captures in proptest::collection::vec(proptest::option::of("[a-z/]{0,4}"), 0..4),
+        ) {
+            let text: String = pieces.concat();
+            if let Ok(t) = Template::parse(&text) {
+                // the parts say what the text says: rendered and parsed again, the same
+                let rendered = render(&t);
+                let again = Template::parse(&rendered);
+                proptest::prop_assert_eq!(again.as_ref(), Ok(&t));
+                if !text.contains("[0") {
+                    proptest::prop_assert_eq!(&rendered, &text);
+                }
+                // filled with any captures, present or not, in range or not
+                let host: Vec<&str> = captures.iter().flatten().map(String::as_str).collect();
+                let path: Vec<Option<&str>> = captures.iter().map(|c| c.as_deref()).collect();
+                let mut out = String::new();
+                t.expand_into(&host, &path, &mut out);
+                let literal: usize = t.parts().iter().map(|p| if let Part::Text(x) = p { x.len() } else { 0 }).sum();
+                proptest::prop_assert!(out.len() >= literal);
+            } else {
+                proptest::prop_assert!(text.contains('$'), "only a `$` can make a template invalid: {text:?}");
+            }
+        }
+    }
+
     fn front(host: &str, kind: PathRuleKind, path: &str) -> RequestHttpFrontend {
         RequestHttpFrontend {
             hostname: host.into(),
