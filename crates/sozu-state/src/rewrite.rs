@@ -110,8 +110,10 @@ pub fn path_captures(f: &RequestHttpFrontend) -> Option<usize> {
     }
 }
 
-/// Literal bytes a host template may hold (those of a `Host` value).
-fn host_literal(b: u8) -> bool {
+/// Bytes a `Host` value may hold (a name, an IPv4 address, or an IPv6 one in brackets,
+/// and a port): the rule the workers parse `Host` with, and so the literal text a host
+/// template may hold.
+pub fn host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
 }
 
@@ -127,7 +129,7 @@ pub(crate) fn check(f: &RequestHttpFrontend) -> Result<(), StateError> {
     for (field, template) in [("rewrite_host", &f.rewrite_host), ("rewrite_path", &f.rewrite_path)] {
         let Some(text) = template.as_deref() else { continue };
         let parsed = Template::parse(text).map_err(|why| invalid(field, text, why))?;
-        let fits = |b: u8| if field == "rewrite_host" { host_literal(b) } else { b.is_ascii_graphic() };
+        let fits = |b: u8| if field == "rewrite_host" { host_byte(b) } else { b.is_ascii_graphic() };
         let literal_ok = parsed.parts().iter().all(|p| !matches!(p, Part::Text(t) if !t.bytes().all(fits)));
         if !literal_ok {
             let what = if field == "rewrite_host" {
@@ -137,8 +139,9 @@ pub(crate) fn check(f: &RequestHttpFrontend) -> Result<(), StateError> {
             };
             return Err(invalid(field, text, what.into()));
         }
-        if let Some(n) = parsed.highest(true).filter(|n| *n >= host_captures(f)) {
-            let gives = if host_captures(f) == 2 { "$HOST[0] and $HOST[1]" } else { "$HOST[0] only" };
+        let hosts = host_captures(f);
+        if let Some(n) = parsed.highest(true).filter(|n| *n >= hosts) {
+            let gives = if hosts == 2 { "$HOST[0] and $HOST[1]" } else { "$HOST[0] only" };
             return Err(invalid(field, text, format!("$HOST[{n}] names no capture: {:?} gives {gives}", f.hostname)));
         }
         if let Some(n) = parsed.highest(false).filter(|n| *n > 0) {

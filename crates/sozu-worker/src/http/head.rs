@@ -122,8 +122,7 @@ fn clean_host(raw: &[u8]) -> Option<String> {
     } else {
         text.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(text, |(h, _)| h)
     };
-    let ok = !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'));
+    let ok = !host.is_empty() && host.bytes().all(sozu_state::rewrite::host_byte);
     ok.then(|| host.to_ascii_lowercase())
 }
 

@@ -96,7 +96,7 @@ pub(super) fn rewrite(
         Ok(Some(out))
     };
     let new_host = fill(&f.rewrite_host)?;
-    if new_host.as_ref().is_some_and(|h| h.is_empty() || !h.bytes().all(host_byte)) {
+    if new_host.as_ref().is_some_and(|h| h.is_empty() || !h.bytes().all(sozu_state::rewrite::host_byte)) {
         return Err("the frontend's host rewrite gives no Host value for this request");
     }
     let mut target = fill(&f.rewrite_path)?;
@@ -158,12 +158,7 @@ fn request_target(head: &RequestHead) -> &str {
     if head.target.starts_with('/') { head.target.as_str() } else { "/" }
 }
 
-/// Bytes a host in a `Location` may hold (the parser's rule for `Host`).
-fn host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-}
-
-/// Bytes a path in a `Location` may hold: visible ASCII (no space, no control).
+/// Bytes a rewritten target may hold: visible ASCII (no space, no control).
 fn target_byte(b: u8) -> bool {
     b.is_ascii_graphic()
 }
