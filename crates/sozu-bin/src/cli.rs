@@ -101,9 +101,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: StateCmd,
     },
-    /// Reload the configuration file (not supported yet).
+    /// Re-read the configuration file and apply what changed in its listeners and clusters
+    /// (as SIGHUP does). A file that does not load changes nothing.
     Reload {
-        /// Another configuration file.
+        /// Read this file instead of the one the master started with (it becomes the master's
+        /// listeners and clusters; other settings keep their running value).
         #[arg(short, long)]
         file: Option<PathBuf>,
     },

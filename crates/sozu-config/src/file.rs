@@ -46,6 +46,7 @@ pub(crate) struct FileConfig {
     pub connect_timeout: Option<i64>,
     pub request_timeout: Option<i64>,
     pub activate_listeners: Option<bool>,
+    pub handle_process_affinity: Option<bool>,
     pub listeners: Option<Vec<FileListener>>,
     pub clusters: Option<BTreeMap<String, FileCluster>>,
 }

@@ -154,6 +154,8 @@ pub struct Config {
     pub buffer_size: u64,
     /// Emit ActivateListener for every listener.
     pub activate_listeners: bool,
+    /// Pin each worker to one CPU (of those the master may run on), spreading them evenly.
+    pub handle_process_affinity: bool,
     /// Listeners, in file order.
     pub listeners: Vec<ListenerSpec>,
     /// Clusters, by id.
@@ -395,6 +397,7 @@ impl Config {
             max_buffers,
             buffer_size: positive("buffer_size", file.buffer_size, 16_393)?,
             activate_listeners: file.activate_listeners.unwrap_or(true),
+            handle_process_affinity: file.handle_process_affinity.unwrap_or(false),
             listeners,
             clusters,
             unknown,

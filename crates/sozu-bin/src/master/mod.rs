@@ -1,5 +1,6 @@
 //! The master: boot sequence, then the event loop in [`server`].
 
+mod affinity;
 mod batch;
 mod conn;
 mod dashboard;

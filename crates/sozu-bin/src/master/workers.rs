@@ -62,7 +62,7 @@ impl Master {
     /// Starts `worker_count` workers and the boot task that waits for their first answer.
     pub fn boot_workers(&mut self) -> anyhow::Result<()> {
         for _ in 0..self.config.worker_count {
-            if let Err(e) = self.launch_worker() {
+            if let Err(e) = self.launch_worker(None) {
                 for w in self.workers.values_mut() {
                     let _ = w.child.kill();
                     let _ = w.child.wait();
@@ -94,7 +94,8 @@ impl Master {
     }
 
     /// Forks and execs one worker with the full current state and every listener.
-    pub(super) fn launch_worker(&mut self) -> anyhow::Result<u32> {
+    /// `replacing`: the worker an upgrade replaces (its CPU is the new one's to take).
+    pub(super) fn launch_worker(&mut self, replacing: Option<u32>) -> anyhow::Result<u32> {
         let id = self.next_worker_id;
         self.next_worker_id += 1;
         let (master_end, worker_end) = StdUnixStream::pair()?;
@@ -129,6 +130,8 @@ impl Master {
         drop((worker_end, worker_scm, state_file));
         let child = child.map_err(|e| anyhow::anyhow!("cannot start worker {id} ({exe}): {e}"))?;
         let pid = child.id() as i32;
+        // before its first request: the worker is single-threaded, so its mask is set whole
+        self.pin_worker(id, pid, replacing);
 
         let limits = self.limits();
         let mut boot: BlockingChannel<ServerConfig, WorkerResponse> = BlockingChannel::new(master_end, limits, limits)?;
@@ -311,7 +314,7 @@ impl Master {
             if self.stopping.is_some() {
                 return;
             }
-            match self.launch_worker() {
+            match self.launch_worker(None) {
                 Ok(id) => {
                     self.emit(EventKind::WorkerRelaunched, None);
                     let _ = crate::sd_notify::notify(&format!("STATUS={} workers running", self.running_workers()));
@@ -453,7 +456,7 @@ impl Master {
             self.reply(token, sozu_proto::Response::failure(message));
             return;
         }
-        let new = match self.launch_worker() {
+        let new = match self.launch_worker(Some(old)) {
             Ok(id) => id,
             Err(e) => {
                 self.reply(token, sozu_proto::Response::failure(format!("upgrade of worker {old} failed: {e}")));

@@ -80,8 +80,74 @@ fn a_killed_worker_is_replaced_with_the_full_state_and_reaped() {
     // no zombie: the dead worker's /proc entry is gone
     assert!(!Path::new(&format!("/proc/{}", before[0])).exists(), "worker reaped");
     assert!(after.contains(&before[1]));
+    // without handle_process_affinity, workers may run anywhere the test may
+    let ours = cpus_allowed(std::process::id() as i32);
+    assert!(after.iter().all(|pid| cpus_allowed(*pid) == ours));
     let audit = std::fs::read_to_string(m.dir.join("audit.log")).unwrap();
     assert!(audit.contains("verb=worker_killed") && audit.contains(&format!("pid:{}", before[0])), "{audit}");
+}
+
+/// The CPUs a process may run on, from `/proc/<pid>/status` (`0-1,3` → `[0, 1, 3]`).
+fn cpus_allowed(pid: i32) -> Vec<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()),
+            None => cpus.push(part.parse().unwrap()),
+        }
+    }
+    cpus
+}
+
+/// Worker ids and pids, from `status`.
+fn workers(m: &Master) -> Vec<(u32, i32)> {
+    let v: serde_json::Value = serde_json::from_str(&m.ok(&["-j", "status"])).unwrap();
+    let list = v["WORKERS"]["vec"].as_array().unwrap().iter();
+    list.filter(|w| w["run_state"].as_i64() == Some(RunState::Running as i64))
+        .map(|w| (w["id"].as_u64().unwrap() as u32, w["pid"].as_i64().unwrap() as i32))
+        .collect()
+}
+
+#[test]
+fn with_handle_process_affinity_each_worker_gets_its_own_cpu_and_replacements_take_the_freed_one() {
+    let ours = cpus_allowed(std::process::id() as i32);
+    let m = Master::start("affinity", "handle_process_affinity = true\n");
+    let before = workers(&m);
+    assert_eq!(before.len(), 2);
+    let cpu = |pid: i32| {
+        let mask = cpus_allowed(pid);
+        assert_eq!(mask.len(), 1, "worker {pid} pinned to one CPU: {mask:?}");
+        assert!(ours.contains(&mask[0]), "CPU {} is one the master may use ({ours:?})", mask[0]);
+        mask[0]
+    };
+    let (first, second) = (cpu(before[0].1), cpu(before[1].1));
+    if ours.len() >= 2 {
+        assert_ne!(first, second, "two workers, two CPUs");
+    }
+    // the master itself stays unpinned
+    assert_eq!(cpus_allowed(m.pid() as i32), ours);
+
+    // a crashed worker comes back on the CPU it left free
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(before[0].1), nix::sys::signal::SIGKILL).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let relaunched = loop {
+        let now = workers(&m);
+        if let Some(w) = now.iter().find(|w| w.1 != before[0].1 && w.1 != before[1].1) {
+            break *w;
+        }
+        assert!(Instant::now() < end, "no replacement worker: {now:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(cpu(relaunched.1), first);
+
+    // an upgraded worker takes its predecessor's CPU, whichever it was
+    let out = m.ok(&["-t", "20000", "upgrade", "--worker", &before[1].0.to_string()]);
+    assert!(out.contains("replaced worker"), "{out}");
+    let upgraded = *workers(&m).iter().find(|w| w.1 != relaunched.1 && w.1 != before[1].1).unwrap();
+    assert_eq!(cpu(upgraded.1), second);
+    assert!(m.log().contains(&format!("pinned to CPU {second}")), "the choice is logged");
 }
 
 #[test]
